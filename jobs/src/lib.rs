@@ -1,0 +1,20 @@
+//! The worker side of RTMAS: the job kinds and the runtime that takes task
+//! tries off the queue, runs them and records their state, log and result.
+//!
+//! # Layout
+//!
+//! - [`registry`]: the job kinds a worker knows, by name; later kinds plug
+//!   in here.
+//! - [`command`]: the `command` kind, running a program in its own process
+//!   group.
+//! - [`tasklog`]: buffered writing of a try's log lines to the store.
+//! - [`worker`]: the worker runtime over apalis, with a concurrency limit
+//!   and a graceful stop.
+
+pub mod command;
+pub mod registry;
+pub mod tasklog;
+pub mod worker;
+
+pub use registry::{JobContext, JobError, JobKind, Registry};
+pub use worker::{WorkerConfig, run_worker};

@@ -1,0 +1,282 @@
+//! The worker runtime: takes task tries off the apalis queue, claims each in
+//! the store (so no try runs twice), runs its kind under the task's timeout,
+//! and records the outcome, the log and a retry time when tries are left.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data, Strategy, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::BackendExt;
+use chrono::Utc;
+use rtmas_scheduler::dag::template::{RunContext, render_params};
+use rtmas_scheduler::dag::{Dag, TaskArgs};
+use rtmas_scheduler::queue::{QUEUE_NAME, TaskJob};
+use rtmas_scheduler::store::{Claim, Pool, Store, StoreError, TryOutcome};
+use tokio::sync::watch;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::registry::{JobContext, JobError, Registry};
+use crate::tasklog::TaskLog;
+
+/// Airflow's default wait before a retry when a DAG sets none.
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// Cap on exponential backoff when a DAG sets none.
+const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The worker's name, unique among workers, e.g. `host-1234`.
+    pub name: String,
+    /// The host it runs on, recorded on each try.
+    pub hostname: String,
+    /// How many tries it runs at once, e.g. 8.
+    pub concurrency: usize,
+    /// How long running tries may take to finish after a stop is asked.
+    pub grace_period: Duration,
+    /// How often the queue is polled when no event says a job is waiting.
+    pub poll_interval: Duration,
+}
+
+/// Errors that stop a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The queue failed.
+    #[error("job queue error: {0}")]
+    Queue(String),
+}
+
+struct Runtime {
+    store: Store,
+    registry: Registry,
+    config: WorkerConfig,
+    versions: Mutex<HashMap<i64, Arc<Dag>>>,
+}
+
+/// Runs a worker until `shutdown` completes, then lets running tries finish
+/// within the grace period.
+///
+/// Fails when the queue cannot be read.
+pub async fn run_worker(
+    store: Store,
+    registry: Registry,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grace = config.grace_period;
+    let concurrency = config.concurrency.max(1);
+    let poll = config.poll_interval;
+    let name = config.name.clone();
+    let runtime = Arc::new(Runtime { store: store.clone(), registry, config, versions: Mutex::default() });
+    info!(worker = %name, concurrency, "worker started");
+
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = wait_for(stop_rx.clone());
+    let result = match store.pool() {
+        Pool::Postgres(pool) => {
+            let config = apalis_postgres::Config::default().queue(QUEUE_NAME).batch_size(concurrency);
+            let pubsub = apalis_postgres::Pubsub::new(pool.clone(), QUEUE_NAME.to_owned());
+            let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool)
+                .with_config(config)
+                .poll_with_strategy(Strategy::new().stream(pubsub).interval(poll));
+            let worker = WorkerBuilder::new(name.as_str())
+                .backend(backend)
+                .data(runtime)
+                .concurrency(concurrency)
+                .build(handle);
+            run_with_grace(worker.run_until(stopped), stop_rx, grace).await
+        }
+        Pool::Sqlite(pool) => {
+            let config = apalis_sqlite::Config::default().queue(QUEUE_NAME).batch_size(concurrency);
+            let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool)
+                .with_config(config)
+                .poll_with_strategy(Strategy::new().interval(poll));
+            let worker = WorkerBuilder::new(name.as_str())
+                .backend(backend)
+                .data(runtime)
+                .concurrency(concurrency)
+                .build(handle);
+            run_with_grace(worker.run_until(stopped), stop_rx, grace).await
+        }
+    };
+    info!(worker = %name, "worker stopped");
+    result
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) -> Result<(), std::io::Error> {
+    let _ = rx.wait_for(|stop| *stop).await;
+    Ok(())
+}
+
+async fn run_with_grace<E: std::fmt::Display>(
+    worker: impl Future<Output = Result<(), E>>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), WorkerError> {
+    let deadline = async {
+        let _ = stop.wait_for(|stop| *stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = worker => result.map_err(|err| WorkerError::Queue(err.to_string())),
+        _ = deadline => {
+            warn!(grace_period = ?grace, "grace period over; abandoning running tries");
+            Ok(())
+        }
+    }
+}
+
+async fn handle(job: TaskJob, runtime: Data<Arc<Runtime>>) -> Result<(), BoxDynError> {
+    let runtime = runtime.0.clone();
+    if let Err(err) = run_try(&runtime, job).await {
+        warn!(ti_id = job.ti_id, try_number = job.try_number, error = %err, "cannot run try");
+        return Err(Box::new(err));
+    }
+    Ok(())
+}
+
+async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), StoreError> {
+    let store = &runtime.store;
+    let Some(claim) =
+        store.claim(job, &runtime.config.hostname, &runtime.config.name, Utc::now()).await?
+    else {
+        debug!(ti_id = job.ti_id, try_number = job.try_number, "try is not queued any more");
+        return Ok(());
+    };
+    let span = info_span!(
+        "task",
+        dag_id = %claim.dag_id,
+        run_id = %claim.run_id,
+        task_id = %claim.task_id,
+        try_number = claim.try_number,
+    );
+    async {
+        info!("try started");
+        let (log, writer) = TaskLog::start(store.clone(), claim.ti_id, claim.try_number);
+        let (result, args) = execute(runtime, &claim, log.clone()).await;
+        let now = Utc::now();
+        let outcome = match result {
+            Ok(value) => {
+                log.line("rtmas", "try succeeded");
+                TryOutcome::Success(value)
+            }
+            Err(err) => {
+                let retry_at = (claim.try_number < claim.max_tries)
+                    .then(|| now + retry_delay(&args, claim.try_number));
+                match retry_at {
+                    Some(at) => log.line("rtmas", format!("try failed: {err}; retry at {at}")),
+                    None => log.line("rtmas", format!("try failed: {err}")),
+                }
+                TryOutcome::Failed { error: err.to_string(), retry_at }
+            }
+        };
+        drop(log);
+        writer.finish().await;
+        let state = store.finish_try(&claim, &outcome, now).await?;
+        info!(state = ?state, "try finished");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the claimed try's kind, returning its result and the task's
+/// effective args (for the retry decision).
+async fn execute(
+    runtime: &Runtime,
+    claim: &Claim,
+    log: TaskLog,
+) -> (Result<Option<serde_json::Value>, JobError>, TaskArgs) {
+    let dag = match version(runtime, claim.version_id).await {
+        Ok(dag) => dag,
+        Err(err) => return (Err(JobError::Failed(err.to_string())), TaskArgs::default()),
+    };
+    let Some(task) = dag.task(&claim.task_id) else {
+        let err = format!("task `{}` is not in the DAG version of this run", claim.task_id);
+        return (Err(JobError::Failed(err)), dag.default_args.clone());
+    };
+    let args = dag.task_args(task);
+    let Some(kind) = runtime.registry.get(&claim.kind) else {
+        let err = format!("this worker does not know the job kind `{}`", claim.kind);
+        return (Err(JobError::Failed(err)), args);
+    };
+
+    let mut params = serde_json::Map::new();
+    for (name, value) in &dag.params {
+        params.insert(name.clone(), value.clone());
+    }
+    if let Some(conf) = claim.conf.as_object() {
+        for (name, value) in conf {
+            params.insert(name.clone(), value.clone());
+        }
+    }
+    let context = RunContext {
+        dag_id: claim.dag_id.clone(),
+        run_id: claim.run_id.clone(),
+        logical_date: claim.logical_date,
+        data_interval_start: claim.data_interval_start,
+        data_interval_end: claim.data_interval_end,
+        params,
+        conf: claim.conf.clone(),
+    };
+    let rendered = match render_params(&task.params, &context) {
+        Ok(rendered) => rendered,
+        Err(err) => return (Err(JobError::Params(err.to_string())), args),
+    };
+
+    let run = kind.run(JobContext { params: rendered, log });
+    let result = match args.timeout {
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(result) => result,
+            Err(_) => Err(JobError::Failed(format!(
+                "timed out after {}",
+                humantime_like(limit)
+            ))),
+        },
+        None => run.await,
+    };
+    (result, args)
+}
+
+async fn version(runtime: &Runtime, version_id: i64) -> Result<Arc<Dag>, StoreError> {
+    let cached = runtime
+        .versions
+        .lock()
+        .expect("version cache lock is never poisoned: holders do not panic")
+        .get(&version_id)
+        .cloned();
+    if let Some(dag) = cached {
+        return Ok(dag);
+    }
+    let dag = Arc::new(runtime.store.dag_version(version_id).await?);
+    runtime
+        .versions
+        .lock()
+        .expect("version cache lock is never poisoned: holders do not panic")
+        .insert(version_id, dag.clone());
+    Ok(dag)
+}
+
+/// The wait before the try after `try_number`: the retry delay, doubled per
+/// try when backoff is exponential, capped at the maximum delay.
+pub fn retry_delay(args: &TaskArgs, try_number: i32) -> chrono::Duration {
+    let base = args.retry_delay.unwrap_or(DEFAULT_RETRY_DELAY);
+    let cap = args.max_retry_delay.unwrap_or(DEFAULT_MAX_RETRY_DELAY);
+    let delay = if args.retry_exponential_backoff.unwrap_or(false) {
+        let exponent = u32::try_from(try_number.saturating_sub(1)).unwrap_or(0).min(30);
+        base.saturating_mul(1 << exponent)
+    } else {
+        base
+    };
+    chrono::Duration::from_std(delay.min(cap)).unwrap_or(chrono::Duration::MAX)
+}
+
+fn humantime_like(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}

@@ -1,0 +1,189 @@
+//! The DAG model: what a DAG file declares once it has been validated.
+//!
+//! These types are serialised to JSON and stored with each DAG version, so a
+//! worker runs a task exactly as the version its run was created from says.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Default for `max_active_runs` when a DAG does not set it.
+pub const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
+
+/// A validated DAG: an id, an optional schedule and a set of tasks with
+/// dependencies that form no cycle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dag {
+    /// Unique id, e.g. `log_pipeline`. Letters, digits, `_`, `-` and `.`.
+    pub dag_id: String,
+    /// Free text shown in the UI.
+    pub description: Option<String>,
+    /// When runs are created; `None` for manual-only DAGs.
+    pub schedule: Option<Schedule>,
+    /// First logical date a schedule may produce.
+    pub start_date: Option<DateTime<Utc>>,
+    /// Whether missed intervals since `start_date` are run.
+    pub catchup: bool,
+    /// How many runs of this DAG may be active at once.
+    pub max_active_runs: u32,
+    /// Retry and timeout settings every task inherits.
+    pub default_args: TaskArgs,
+    /// DAG-level params with their defaults; a trigger's conf may override them.
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Labels shown and filtered on in the UI.
+    pub tags: Vec<String>,
+    /// Tasks in file order.
+    pub tasks: Vec<Task>,
+}
+
+/// When a scheduled DAG runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Schedule {
+    /// A cron expression with 5 fields, or 6 with seconds first, or a preset
+    /// such as `@hourly`, evaluated in `timezone` (UTC when absent).
+    Cron {
+        /// The expression as written in the file.
+        expr: String,
+        /// IANA time zone name, e.g. `Europe/Paris`.
+        timezone: Option<String>,
+    },
+    /// A fixed interval, written `every: 10s`.
+    Every {
+        /// Length of each data interval.
+        #[serde(with = "duration_ms")]
+        interval: Duration,
+    },
+}
+
+/// Retry and timeout settings; `None` means "inherit".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskArgs {
+    /// How many times a failed try is retried.
+    pub retries: Option<u32>,
+    /// Wait before the first retry.
+    #[serde(with = "opt_duration_ms", default)]
+    pub retry_delay: Option<Duration>,
+    /// Whether the delay doubles with each try.
+    pub retry_exponential_backoff: Option<bool>,
+    /// Cap on the delay between tries.
+    #[serde(with = "opt_duration_ms", default)]
+    pub max_retry_delay: Option<Duration>,
+    /// Execution timeout of one try; the task is killed when it passes.
+    #[serde(with = "opt_duration_ms", default)]
+    pub timeout: Option<Duration>,
+}
+
+impl TaskArgs {
+    /// These args with every unset field taken from `defaults`.
+    pub fn or(&self, defaults: &TaskArgs) -> TaskArgs {
+        TaskArgs {
+            retries: self.retries.or(defaults.retries),
+            retry_delay: self.retry_delay.or(defaults.retry_delay),
+            retry_exponential_backoff: self
+                .retry_exponential_backoff
+                .or(defaults.retry_exponential_backoff),
+            max_retry_delay: self.max_retry_delay.or(defaults.max_retry_delay),
+            timeout: self.timeout.or(defaults.timeout),
+        }
+    }
+}
+
+/// One task of a DAG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique within the DAG, e.g. `consume`.
+    pub id: String,
+    /// The job kind that runs it, e.g. `command` or `noop`.
+    pub kind: String,
+    /// Kind-specific parameters; string values are handlebars templates
+    /// rendered from the run context when the task runs.
+    pub params: serde_json::Value,
+    /// Ids of the tasks this one waits for.
+    pub depends_on: Vec<String>,
+    /// When the task may run given its upstreams' states.
+    pub trigger_rule: TriggerRule,
+    /// Per-task overrides of the DAG's `default_args`.
+    pub args: TaskArgs,
+}
+
+/// Airflow's trigger rules: when a task may run given its upstreams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerRule {
+    /// Every upstream succeeded (the default).
+    #[default]
+    AllSuccess,
+    /// Every upstream finished, whatever its state.
+    AllDone,
+    /// Every upstream failed or was upstream_failed.
+    AllFailed,
+    /// At least one upstream succeeded; fires as soon as one has.
+    OneSuccess,
+    /// At least one upstream failed; fires as soon as one has.
+    OneFailed,
+    /// No upstream failed or was upstream_failed; skipped ones are fine.
+    NoneFailed,
+}
+
+impl TriggerRule {
+    /// Every rule with its name as written in YAML.
+    pub const ALL: [(&'static str, TriggerRule); 6] = [
+        ("all_success", TriggerRule::AllSuccess),
+        ("all_done", TriggerRule::AllDone),
+        ("all_failed", TriggerRule::AllFailed),
+        ("one_success", TriggerRule::OneSuccess),
+        ("one_failed", TriggerRule::OneFailed),
+        ("none_failed", TriggerRule::NoneFailed),
+    ];
+
+    /// The rule's name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL.iter().find(|(_, r)| *r == self).map(|(n, _)| *n).unwrap_or("all_success")
+    }
+}
+
+impl Dag {
+    /// The task with this id, if any.
+    pub fn task(&self, task_id: &str) -> Option<&Task> {
+        self.tasks.iter().find(|t| t.id == task_id)
+    }
+
+    /// The effective retry and timeout settings of a task.
+    pub fn task_args(&self, task: &Task) -> TaskArgs {
+        task.args.or(&self.default_args)
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+mod opt_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}

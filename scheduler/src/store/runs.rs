@@ -1,0 +1,301 @@
+//! DAG runs: created by triggers (and by schedules and backfills), started
+//! by the scheduler, finished when their leaves are.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+
+use super::{Result, Store, StoreError, on_pool, parse_state};
+use crate::state::{RunState, TaskState};
+
+/// Why a run exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunType {
+    /// Triggered by a person or a program.
+    Manual,
+    /// Created by the DAG's schedule.
+    Scheduled,
+    /// Created by a backfill.
+    Backfill,
+}
+
+impl RunType {
+    /// The name as stored, and as the prefix of generated run ids.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Manual => "manual",
+            RunType::Scheduled => "scheduled",
+            RunType::Backfill => "backfill",
+        }
+    }
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The DAG to run; its current version is recorded on the run.
+    pub dag_id: String,
+    /// Unique within the DAG; see [`NewRun::default_run_id`].
+    pub run_id: String,
+    /// Why the run exists.
+    pub run_type: RunType,
+    /// The run's logical date.
+    pub logical_date: DateTime<Utc>,
+    /// Start of the data interval it covers.
+    pub data_interval_start: DateTime<Utc>,
+    /// End (exclusive) of the data interval it covers.
+    pub data_interval_end: DateTime<Utc>,
+    /// Configuration passed by the trigger; overrides DAG params by name.
+    pub conf: serde_json::Value,
+}
+
+impl NewRun {
+    /// A manual run at `now` covering the empty interval `[now, now)`.
+    pub fn manual(dag_id: &str, conf: serde_json::Value, now: DateTime<Utc>) -> NewRun {
+        NewRun {
+            dag_id: dag_id.to_owned(),
+            run_id: Self::default_run_id(RunType::Manual, now),
+            run_type: RunType::Manual,
+            logical_date: now,
+            data_interval_start: now,
+            data_interval_end: now,
+            conf,
+        }
+    }
+
+    /// Airflow-style run id: `manual__2026-12-03T20:00:00.123456+00:00`.
+    pub fn default_run_id(run_type: RunType, logical_date: DateTime<Utc>) -> String {
+        format!(
+            "{}__{}",
+            run_type.as_str(),
+            logical_date.to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+        )
+    }
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRow {
+    /// Store key of the run.
+    pub id: i64,
+    /// The DAG.
+    pub dag_id: String,
+    /// The run id, unique within the DAG.
+    pub run_id: String,
+    /// Why it exists: `manual`, `scheduled` or `backfill`.
+    pub run_type: String,
+    /// Its state.
+    pub state: RunState,
+    /// The DAG version it runs.
+    pub version_id: i64,
+    /// Its logical date.
+    pub logical_date: DateTime<Utc>,
+    /// Start of its data interval.
+    pub data_interval_start: DateTime<Utc>,
+    /// End (exclusive) of its data interval.
+    pub data_interval_end: DateTime<Utc>,
+    /// The trigger's configuration.
+    pub conf: serde_json::Value,
+    /// When it was created.
+    pub queued_at: DateTime<Utc>,
+    /// When the scheduler started it.
+    pub start_date: Option<DateTime<Utc>>,
+    /// When it finished.
+    pub end_date: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RawRun {
+    id: i64,
+    dag_id: String,
+    run_id: String,
+    run_type: String,
+    state: String,
+    version_id: i64,
+    logical_date: DateTime<Utc>,
+    data_interval_start: DateTime<Utc>,
+    data_interval_end: DateTime<Utc>,
+    conf: Json<serde_json::Value>,
+    queued_at: DateTime<Utc>,
+    start_date: Option<DateTime<Utc>>,
+    end_date: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<RawRun> for RunRow {
+    type Error = StoreError;
+
+    fn try_from(raw: RawRun) -> Result<RunRow> {
+        Ok(RunRow {
+            id: raw.id,
+            dag_id: raw.dag_id,
+            run_id: raw.run_id,
+            run_type: raw.run_type,
+            state: parse_state(&raw.state)?,
+            version_id: raw.version_id,
+            logical_date: raw.logical_date,
+            data_interval_start: raw.data_interval_start,
+            data_interval_end: raw.data_interval_end,
+            conf: raw.conf.0,
+            queued_at: raw.queued_at,
+            start_date: raw.start_date,
+            end_date: raw.end_date,
+        })
+    }
+}
+
+macro_rules! run_columns {
+    () => {
+        "id, dag_id, run_id, run_type, state, version_id, logical_date, \
+     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date"
+    };
+}
+
+fn convert(rows: Vec<RawRun>) -> Result<Vec<RunRow>> {
+    rows.into_iter().map(RunRow::try_from).collect()
+}
+
+impl Store {
+    /// Creates a run in state `queued` on the DAG's current version.
+    ///
+    /// Fails with [`StoreError::DagNotFound`] for an unknown or inactive DAG
+    /// and [`StoreError::RunExists`] when the run id is taken.
+    pub async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> Result<RunRow> {
+        let dag = self.dag(&run.dag_id).await?;
+        if !dag.is_active {
+            return Err(StoreError::DagNotFound(run.dag_id.clone()));
+        }
+        let sql: &str = concat!(
+            "INSERT INTO dag_run (dag_id, run_id, run_type, state, version_id, logical_date, \
+             data_interval_start, data_interval_end, conf, queued_at) \
+             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (dag_id, run_id) DO NOTHING RETURNING ", run_columns!(), ""
+        );
+        let raw: Option<RawRun> = on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql)
+                .bind(&run.dag_id)
+                .bind(&run.run_id)
+                .bind(run.run_type.as_str())
+                .bind(dag.version_id)
+                .bind(run.logical_date)
+                .bind(run.data_interval_start)
+                .bind(run.data_interval_end)
+                .bind(Json(&run.conf))
+                .bind(now)
+                .fetch_optional(pool)
+                .await?
+        });
+        let row = raw.ok_or_else(|| StoreError::RunExists {
+            dag_id: run.dag_id.clone(),
+            run_id: run.run_id.clone(),
+        })?;
+        let row = RunRow::try_from(row)?;
+        self.announce("run_created").await?;
+        Ok(row)
+    }
+
+    /// One run by its store key.
+    pub async fn run(&self, id: i64) -> Result<RunRow> {
+        let sql: &str = concat!("SELECT ", run_columns!(), " FROM dag_run WHERE id = $1");
+        let raw: Option<RawRun> =
+            on_pool!(&self.pool, |pool| sqlx::query_as(sql).bind(id).fetch_optional(pool).await?);
+        raw.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?.try_into()
+    }
+
+    /// Runs whose run id is `run_id`, in any DAG.
+    pub async fn runs_by_run_id(&self, run_id: &str) -> Result<Vec<RunRow>> {
+        let sql: &str = concat!("SELECT ", run_columns!(), " FROM dag_run WHERE run_id = $1 ORDER BY dag_id");
+        convert(on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql).bind(run_id).fetch_all(pool).await?
+        }))
+    }
+
+    /// The most recent runs of a DAG, newest logical date first.
+    pub async fn list_runs(&self, dag_id: &str, limit: i64) -> Result<Vec<RunRow>> {
+        let sql: &str = concat!(
+            "SELECT ", run_columns!(), " FROM dag_run WHERE dag_id = $1 \
+             ORDER BY logical_date DESC, id DESC LIMIT $2"
+        );
+        convert(on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql).bind(dag_id).bind(limit).fetch_all(pool).await?
+        }))
+    }
+
+    /// Runs in a state, oldest first.
+    pub async fn runs_in_state(&self, state: RunState) -> Result<Vec<RunRow>> {
+        let sql: &str = concat!(
+            "SELECT ", run_columns!(), " FROM dag_run WHERE state = $1 ORDER BY logical_date, id"
+        );
+        convert(on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql).bind(state.as_str()).fetch_all(pool).await?
+        }))
+    }
+
+    /// How many runs of a DAG are `running`.
+    pub async fn count_running_runs(&self, dag_id: &str) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 AND state = 'running'";
+        let (n,): (i64,) = on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql).bind(dag_id).fetch_one(pool).await?
+        });
+        Ok(n)
+    }
+
+    /// Starts a queued run: creates one task instance per task (state
+    /// `none`) and moves the run to `running`. Does nothing when another
+    /// scheduler started it first; returns whether this call did.
+    pub async fn start_run(
+        &self,
+        run: &RunRow,
+        tasks: &[(String, String, i32)],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        on_pool!(&self.pool, |pool| {
+            let mut tx = pool.begin().await?;
+            let started = sqlx::query(
+                "UPDATE dag_run SET state = 'running', start_date = $2 \
+                 WHERE id = $1 AND state = 'queued'",
+            )
+            .bind(run.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if started == 0 {
+                return Ok(false);
+            }
+            for (task_id, kind, max_tries) in tasks {
+                sqlx::query(
+                    "INSERT INTO task_instance (run_pk, dag_id, task_id, kind, state, max_tries) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(run.id)
+                .bind(&run.dag_id)
+                .bind(task_id)
+                .bind(kind)
+                .bind(TaskState::None.as_str())
+                .bind(max_tries)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
+    /// Finishes a running run. Returns whether this call did.
+    pub async fn finish_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
+        let sql = "UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'";
+        let n = on_pool!(&self.pool, |pool| {
+            sqlx::query(sql)
+                .bind(run_pk)
+                .bind(state.as_str())
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if n > 0 {
+            self.announce("run_finished").await?;
+        }
+        Ok(n > 0)
+    }
+}

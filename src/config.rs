@@ -1,0 +1,138 @@
+//! Configuration: `rtmas.toml`, overridden by environment variables, then by
+//! command-line flags. Every key is documented in `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `postgres://user@host/db` or `sqlite:path/to/rtmas.db`.
+    pub database_url: Option<String>,
+    /// The folder of DAG files.
+    pub dags_dir: PathBuf,
+    /// `text` (human-readable) or `json`.
+    pub log_format: LogFormat,
+    /// Scheduler settings.
+    pub scheduler: SchedulerSection,
+    /// Worker settings.
+    pub worker: WorkerSection,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[scheduler]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerSection {
+    /// How often the DAG folder is read again.
+    #[serde(with = "human_duration")]
+    pub dag_sync_interval: Duration,
+    /// Longest sleep between passes when nothing wakes the scheduler.
+    #[serde(with = "human_duration")]
+    pub poll_interval: Duration,
+}
+
+/// `[worker]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSection {
+    /// Tries run at once by one worker process.
+    pub concurrency: usize,
+    /// Time running tries get to finish after SIGTERM.
+    #[serde(with = "human_duration")]
+    pub grace_period: Duration,
+    /// How often the queue is polled when no event announces a job.
+    #[serde(with = "human_duration")]
+    pub poll_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            dags_dir: PathBuf::from("dags"),
+            log_format: LogFormat::Text,
+            scheduler: SchedulerSection::default(),
+            worker: WorkerSection::default(),
+        }
+    }
+}
+
+impl Default for SchedulerSection {
+    fn default() -> Self {
+        SchedulerSection {
+            dag_sync_interval: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Default for WorkerSection {
+    fn default() -> Self {
+        WorkerSection {
+            concurrency: 8,
+            grace_period: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `rtmas.toml` when present), then the
+    /// environment: `DATABASE_URL` and `RTMAS_*` (sections with a double
+    /// underscore, e.g. `RTMAS_WORKER__CONCURRENCY=4`).
+    ///
+    /// Fails on an unreadable file, an unknown key or a value of the wrong
+    /// type, naming the key and where it came from.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("rtmas.toml")),
+        }
+        figment = figment
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
+            .merge(Env::prefixed("RTMAS_").split("__"));
+        figment.extract().context("failed to load configuration")
+    }
+
+    /// The database URL, or an error that says how to set one.
+    pub fn database_url(&self) -> anyhow::Result<&str> {
+        self.database_url.as_deref().context(
+            "no database configured: set DATABASE_URL, `database_url` in rtmas.toml, or \
+             --database-url (postgres://… or sqlite:…)",
+        )
+    }
+}
+
+mod human_duration {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|err| serde::de::Error::custom(format!("invalid duration `{text}`: {err}")))
+    }
+}

@@ -1,0 +1,149 @@
+//! The `rtmas` binary: command-line wiring only. The work is done by the
+//! `rtmas-scheduler` and `rtmas-jobs` crates.
+
+mod bench;
+mod cli;
+mod config;
+mod standalone;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// RTMAS: real-time log monitoring and alerting, run by an Airflow-style
+/// scheduler.
+#[derive(Debug, Parser)]
+#[command(name = "rtmas", version, about)]
+struct Args {
+    /// Configuration file [default: rtmas.toml when present].
+    #[arg(long, global = true, env = "RTMAS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: postgres://… or sqlite:… (overrides DATABASE_URL).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// The folder of DAG files [default: dags].
+    #[arg(long = "dags", global = true)]
+    dags_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the scheduler: sync DAGs, start runs, queue ready tasks.
+    Scheduler,
+    /// Run a worker: take task tries off the queue and run them.
+    Worker {
+        /// Tries run at once [default: from config, 8].
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Worker name [default: HOST-PID].
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Run the whole system in one process on a SQLite file.
+    Standalone {
+        /// Folder for the database and other local state.
+        #[arg(long, default_value = "rtmas-data")]
+        data_dir: PathBuf,
+    },
+    /// Database administration.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// DAG files and DAGs.
+    Dags {
+        #[command(subcommand)]
+        command: cli::DagsCommand,
+    },
+    /// DAG runs.
+    Runs {
+        #[command(subcommand)]
+        command: cli::RunsCommand,
+    },
+    /// Benchmarks that print their figures.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create or upgrade the schema.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args.command, config)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(args: &Args) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(url) = &args.database_url {
+        config.database_url = Some(url.clone());
+    }
+    if let Some(dir) = &args.dags_dir {
+        config.dags_dir = dir.clone();
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
+    }
+    Ok(config)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Scheduler => cli::scheduler(&config).await?,
+        Command::Worker { concurrency, name } => cli::worker(&config, concurrency, name).await?,
+        Command::Standalone { data_dir } => standalone::run(config, &data_dir).await?,
+        Command::Db { command: DbCommand::Migrate } => {
+            let store = cli::connect(&config).await?;
+            println!("schema of {} database is up to date", store.backend_name());
+        }
+        Command::Dags { command } => return cli::dags(&config, command).await,
+        Command::Runs { command } => return cli::runs(&config, command).await,
+        Command::Bench { command } => bench::run(&config, command).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
