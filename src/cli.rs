@@ -82,8 +82,13 @@ pub enum RunsCommand {
 /// Connects to the configured database and brings its schema up to date.
 pub async fn connect(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url()?;
-    let store = Store::connect(url).await.context("failed to connect to the database")?;
-    store.migrate().await.context("failed to migrate the database")?;
+    let store = Store::connect(url)
+        .await
+        .context("failed to connect to the database")?;
+    store
+        .migrate()
+        .await
+        .context("failed to migrate the database")?;
     Ok(store)
 }
 
@@ -106,7 +111,11 @@ pub fn scheduler_config(config: &Config) -> SchedulerConfig {
     }
 }
 
-pub fn worker_config(config: &Config, concurrency: Option<usize>, name: Option<String>) -> WorkerConfig {
+pub fn worker_config(
+    config: &Config,
+    concurrency: Option<usize>,
+    name: Option<String>,
+) -> WorkerConfig {
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown-host".to_owned());
@@ -127,13 +136,22 @@ pub async fn scheduler(config: &Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         scheduler_config(config),
     );
-    scheduler.run(shutdown_signal()).await.context("scheduler failed")
+    scheduler
+        .run(shutdown_signal())
+        .await
+        .context("scheduler failed")
 }
 
-pub async fn worker(config: &Config, concurrency: Option<usize>, name: Option<String>) -> anyhow::Result<()> {
+pub async fn worker(
+    config: &Config,
+    concurrency: Option<usize>,
+    name: Option<String>,
+) -> anyhow::Result<()> {
     let store = connect(config).await?;
     let worker = worker_config(config, concurrency, name);
-    run_worker(store, Registry::builtin(), worker, shutdown_signal()).await.context("worker failed")
+    run_worker(store, Registry::builtin(), worker, shutdown_signal())
+        .await
+        .context("worker failed")
 }
 
 pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitCode> {
@@ -168,7 +186,11 @@ pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitC
                     folder.errors.len()
                 );
             }
-            Ok(if folder.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if folder.errors.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         DagsCommand::List { json } => {
             let store = connect(config).await?;
@@ -177,7 +199,10 @@ pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitC
             if json {
                 println!("{}", json!({"dags": dags, "import_errors": errors}));
             } else {
-                println!("{:<28} {:<20} {:<7} {:<7} TAGS", "DAG", "SCHEDULE", "PAUSED", "ACTIVE");
+                println!(
+                    "{:<28} {:<20} {:<7} {:<7} TAGS",
+                    "DAG", "SCHEDULE", "PAUSED", "ACTIVE"
+                );
                 for dag in &dags {
                     println!(
                         "{:<28} {:<20} {:<7} {:<7} {}",
@@ -194,12 +219,21 @@ pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
-        DagsCommand::Trigger { dag_id, conf, run_id, wait, json } => {
+        DagsCommand::Trigger {
+            dag_id,
+            conf,
+            run_id,
+            wait,
+            json,
+        } => {
             let conf: serde_json::Value = match conf {
                 Some(text) => serde_json::from_str(&text).context("--conf is not valid JSON")?,
                 None => json!({}),
             };
-            anyhow::ensure!(conf.is_object(), "--conf must be a JSON object, e.g. '{{\"a\": 1}}'");
+            anyhow::ensure!(
+                conf.is_object(),
+                "--conf must be a JSON object, e.g. '{{\"a\": 1}}'"
+            );
             let store = connect(config).await?;
             let now = Utc::now();
             let mut run = NewRun::manual(&dag_id, conf, now);
@@ -218,11 +252,13 @@ pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitC
             }
             let finished = wait_for_run(&store, row.id).await?;
             print_run(&store, &finished, json).await?;
-            Ok(if finished.state == rtmas_scheduler::state::RunState::Success {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(
+                if finished.state == rtmas_scheduler::state::RunState::Success {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                },
+            )
         }
     }
 }
@@ -247,9 +283,16 @@ async fn print_run(store: &Store, run: &RunRow, json: bool) -> anyhow::Result<()
     println!("dag        {} (version {})", run.dag_id, run.version_id);
     println!("state      {}", run.state);
     println!("logical    {}", run.logical_date.to_rfc3339());
-    println!("interval   {} .. {}", run.data_interval_start.to_rfc3339(), run.data_interval_end.to_rfc3339());
+    println!(
+        "interval   {} .. {}",
+        run.data_interval_start.to_rfc3339(),
+        run.data_interval_end.to_rfc3339()
+    );
     println!("conf       {}", run.conf);
-    println!("\n{:<24} {:<16} {:>5} {:>10}  ERROR", "TASK", "STATE", "TRY", "MS");
+    println!(
+        "\n{:<24} {:<16} {:>5} {:>10}  ERROR",
+        "TASK", "STATE", "TRY", "MS"
+    );
     for ti in &tis {
         println!(
             "{:<24} {:<16} {:>5} {:>10}  {}",
@@ -266,7 +309,11 @@ async fn print_run(store: &Store, run: &RunRow, json: bool) -> anyhow::Result<()
 pub async fn runs(config: &Config, command: RunsCommand) -> anyhow::Result<ExitCode> {
     let store = connect(config).await?;
     match command {
-        RunsCommand::List { dag_id, limit, json } => {
+        RunsCommand::List {
+            dag_id,
+            limit,
+            json,
+        } => {
             store.dag(&dag_id).await?;
             let runs = store.list_runs(&dag_id, limit).await?;
             if json {

@@ -103,13 +103,21 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
-                anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+                anyhow::ensure!(
+                    path.exists(),
+                    "config file {} does not exist",
+                    path.display()
+                );
                 figment = figment.merge(Toml::file(path));
             }
             None => figment = figment.merge(Toml::file("rtmas.toml")),
         }
         figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            )
             .merge(Env::prefixed("RTMAS_").split("__"));
         figment.extract().context("failed to load configuration")
     }

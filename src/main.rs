@@ -125,7 +125,9 @@ fn load_config(args: &Args) -> anyhow::Result<Config> {
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,apalis=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -137,7 +139,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Scheduler => cli::scheduler(&config).await?,
         Command::Worker { concurrency, name } => cli::worker(&config, concurrency, name).await?,
         Command::Standalone { data_dir } => standalone::run(config, &data_dir).await?,
-        Command::Db { command: DbCommand::Migrate } => {
+        Command::Db {
+            command: DbCommand::Migrate,
+        } => {
             let store = cli::connect(&config).await?;
             println!("schema of {} database is up to date", store.backend_name());
         }

@@ -20,7 +20,10 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
     let db = data_dir.join("rtmas.db");
     config.database_url = Some(format!("sqlite:{}", db.display()));
     // One process: the worker may poll its local file often at little cost.
-    config.worker.poll_interval = config.worker.poll_interval.min(std::time::Duration::from_millis(100));
+    config.worker.poll_interval = config
+        .worker
+        .poll_interval
+        .min(std::time::Duration::from_millis(100));
     let store = connect(&config).await?;
     tracing::info!(database = %db.display(), dags_dir = %config.dags_dir.display(), "standalone started");
 
@@ -44,7 +47,13 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     let _ = stop_tx.send(true);
-    scheduler.await.context("scheduler task panicked")?.context("scheduler failed")?;
-    worker.await.context("worker task panicked")?.context("worker failed")?;
+    scheduler
+        .await
+        .context("scheduler task panicked")?
+        .context("scheduler failed")?;
+    worker
+        .await
+        .context("worker task panicked")?
+        .context("worker failed")?;
     Ok(())
 }

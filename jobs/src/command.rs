@@ -47,7 +47,10 @@ impl JobKind for Command {
         }
     }
 
-    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
+    fn run(
+        &self,
+        ctx: JobContext,
+    ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
         Box::pin(run_command(ctx))
     }
 }
@@ -67,8 +70,10 @@ impl Drop for GroupGuard {
 async fn run_command(ctx: JobContext) -> Result<Option<serde_json::Value>, JobError> {
     let params: CommandParams =
         serde_json::from_value(ctx.params).map_err(|err| JobError::Params(err.to_string()))?;
-    let (program, args) =
-        params.command.split_first().ok_or_else(|| JobError::Params("empty command".into()))?;
+    let (program, args) = params
+        .command
+        .split_first()
+        .ok_or_else(|| JobError::Params("empty command".into()))?;
 
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
@@ -84,11 +89,23 @@ async fn run_command(ctx: JobContext) -> Result<Option<serde_json::Value>, JobEr
     let mut child = cmd
         .spawn()
         .map_err(|err| JobError::Failed(format!("cannot start `{program}`: {err}")))?;
-    let mut guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw));
-    ctx.log.line("rtmas", format!("started `{}`", params.command.join(" ")));
+    let mut guard = GroupGuard(
+        child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw),
+    );
+    ctx.log
+        .line("rtmas", format!("started `{}`", params.command.join(" ")));
 
-    let stdout = child.stdout.take().map(|out| tokio::spawn(pump(out, ctx.log.clone(), "stdout")));
-    let stderr = child.stderr.take().map(|err| tokio::spawn(pump(err, ctx.log.clone(), "stderr")));
+    let stdout = child
+        .stdout
+        .take()
+        .map(|out| tokio::spawn(pump(out, ctx.log.clone(), "stdout")));
+    let stderr = child
+        .stderr
+        .take()
+        .map(|err| tokio::spawn(pump(err, ctx.log.clone(), "stderr")));
     let status = child
         .wait()
         .await
@@ -104,8 +121,12 @@ async fn run_command(ctx: JobContext) -> Result<Option<serde_json::Value>, JobEr
 
     match status.code() {
         Some(0) => Ok(Some(serde_json::json!({ "exit_code": 0 }))),
-        Some(code) => Err(JobError::Failed(format!("`{program}` exited with status {code}"))),
-        None => Err(JobError::Failed(format!("`{program}` was killed by a signal ({status})"))),
+        Some(code) => Err(JobError::Failed(format!(
+            "`{program}` exited with status {code}"
+        ))),
+        None => Err(JobError::Failed(format!(
+            "`{program}` was killed by a signal ({status})"
+        ))),
     }
 }
 

@@ -37,7 +37,10 @@ pub trait JobKind: Send + Sync {
 
     /// Runs one try. The future is dropped when the try times out, so a
     /// kind that starts processes must stop them when dropped.
-    fn run(&self, ctx: JobContext) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>>;
+    fn run(
+        &self,
+        ctx: JobContext,
+    ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>>;
 }
 
 /// The job kinds a worker knows.
@@ -76,7 +79,10 @@ impl KindCatalog for Registry {
     }
 
     fn check_params(&self, kind: &str, params: &serde_json::Value) -> Vec<String> {
-        self.kinds.get(kind).map(|k| k.check_params(params)).unwrap_or_default()
+        self.kinds
+            .get(kind)
+            .map(|k| k.check_params(params))
+            .unwrap_or_default()
     }
 }
 
@@ -95,7 +101,10 @@ impl JobKind for Noop {
         }
     }
 
-    fn run(&self, _ctx: JobContext) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
+    fn run(
+        &self,
+        _ctx: JobContext,
+    ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
         Box::pin(async { Ok(None) })
     }
 }

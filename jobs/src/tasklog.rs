@@ -60,7 +60,11 @@ impl TaskLog {
     /// Writes a line of `stream` (`stdout`, `stderr`, `rtmas`).
     pub fn line(&self, stream: &str, line: impl Into<String>) {
         // The writer only stops after every TaskLog is dropped.
-        let _ = self.tx.send(LogLine { ts: Utc::now(), stream: stream.to_owned(), line: line.into() });
+        let _ = self.tx.send(LogLine {
+            ts: Utc::now(),
+            stream: stream.to_owned(),
+            line: line.into(),
+        });
     }
 }
 

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apalis::prelude::{BoxDynError, Data, Strategy, WorkerBuilder, WorkerBuilderExt};
 use apalis::prelude::BackendExt;
+use apalis::prelude::{BoxDynError, Data, Strategy, WorkerBuilder, WorkerBuilderExt};
 use chrono::Utc;
 use rtmas_scheduler::dag::template::{RunContext, render_params};
 use rtmas_scheduler::dag::{Dag, TaskArgs};
@@ -70,7 +70,12 @@ pub async fn run_worker(
     let concurrency = config.concurrency.max(1);
     let poll = config.poll_interval;
     let name = config.name.clone();
-    let runtime = Arc::new(Runtime { store: store.clone(), registry, config, versions: Mutex::default() });
+    let runtime = Arc::new(Runtime {
+        store: store.clone(),
+        registry,
+        config,
+        versions: Mutex::default(),
+    });
     info!(worker = %name, concurrency, "worker started");
 
     tokio::spawn(async move {
@@ -80,7 +85,9 @@ pub async fn run_worker(
     let stopped = wait_for(stop_rx.clone());
     let result = match store.pool() {
         Pool::Postgres(pool) => {
-            let config = apalis_postgres::Config::default().queue(QUEUE_NAME).batch_size(concurrency);
+            let config = apalis_postgres::Config::default()
+                .queue(QUEUE_NAME)
+                .batch_size(concurrency);
             let pubsub = apalis_postgres::Pubsub::new(pool.clone(), QUEUE_NAME.to_owned());
             let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool)
                 .with_config(config)
@@ -93,7 +100,9 @@ pub async fn run_worker(
             run_with_grace(worker.run_until(stopped), stop_rx, grace).await
         }
         Pool::Sqlite(pool) => {
-            let config = apalis_sqlite::Config::default().queue(QUEUE_NAME).batch_size(concurrency);
+            let config = apalis_sqlite::Config::default()
+                .queue(QUEUE_NAME)
+                .batch_size(concurrency);
             let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool)
                 .with_config(config)
                 .poll_with_strategy(Strategy::new().interval(poll));
@@ -143,10 +152,20 @@ async fn handle(job: TaskJob, runtime: Data<Arc<Runtime>>) -> Result<(), BoxDynE
 
 async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), StoreError> {
     let store = &runtime.store;
-    let Some(claim) =
-        store.claim(job, &runtime.config.hostname, &runtime.config.name, Utc::now()).await?
+    let Some(claim) = store
+        .claim(
+            job,
+            &runtime.config.hostname,
+            &runtime.config.name,
+            Utc::now(),
+        )
+        .await?
     else {
-        debug!(ti_id = job.ti_id, try_number = job.try_number, "try is not queued any more");
+        debug!(
+            ti_id = job.ti_id,
+            try_number = job.try_number,
+            "try is not queued any more"
+        );
         return Ok(());
     };
     let span = info_span!(
@@ -173,7 +192,10 @@ async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), StoreError> {
                     Some(at) => log.line("rtmas", format!("try failed: {err}; retry at {at}")),
                     None => log.line("rtmas", format!("try failed: {err}")),
                 }
-                TryOutcome::Failed { error: err.to_string(), retry_at }
+                TryOutcome::Failed {
+                    error: err.to_string(),
+                    retry_at,
+                }
             }
         };
         drop(log);
@@ -198,7 +220,10 @@ async fn execute(
         Err(err) => return (Err(JobError::Failed(err.to_string())), TaskArgs::default()),
     };
     let Some(task) = dag.task(&claim.task_id) else {
-        let err = format!("task `{}` is not in the DAG version of this run", claim.task_id);
+        let err = format!(
+            "task `{}` is not in the DAG version of this run",
+            claim.task_id
+        );
         return (Err(JobError::Failed(err)), dag.default_args.clone());
     };
     let args = dag.task_args(task);
@@ -230,7 +255,10 @@ async fn execute(
         Err(err) => return (Err(JobError::Params(err.to_string())), args),
     };
 
-    let run = kind.run(JobContext { params: rendered, log });
+    let run = kind.run(JobContext {
+        params: rendered,
+        log,
+    });
     let result = match args.timeout {
         Some(limit) => match tokio::time::timeout(limit, run).await {
             Ok(result) => result,
@@ -269,7 +297,9 @@ pub fn retry_delay(args: &TaskArgs, try_number: i32) -> chrono::Duration {
     let base = args.retry_delay.unwrap_or(DEFAULT_RETRY_DELAY);
     let cap = args.max_retry_delay.unwrap_or(DEFAULT_MAX_RETRY_DELAY);
     let delay = if args.retry_exponential_backoff.unwrap_or(false) {
-        let exponent = u32::try_from(try_number.saturating_sub(1)).unwrap_or(0).min(30);
+        let exponent = u32::try_from(try_number.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
         base.saturating_mul(1 << exponent)
     } else {
         base

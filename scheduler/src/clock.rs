@@ -32,18 +32,27 @@ impl ManualClock {
 
     /// Moves the clock to `at`.
     pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().expect("clock lock is never poisoned: holders do not panic") = at;
+        *self
+            .0
+            .lock()
+            .expect("clock lock is never poisoned: holders do not panic") = at;
     }
 
     /// Moves the clock forward.
     pub fn advance(&self, by: chrono::Duration) {
-        let mut now = self.0.lock().expect("clock lock is never poisoned: holders do not panic");
+        let mut now = self
+            .0
+            .lock()
+            .expect("clock lock is never poisoned: holders do not panic");
         *now += by;
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().expect("clock lock is never poisoned: holders do not panic")
+        *self
+            .0
+            .lock()
+            .expect("clock lock is never poisoned: holders do not panic")
     }
 }

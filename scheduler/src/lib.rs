@@ -18,3 +18,5 @@ pub mod queue;
 pub mod scheduler;
 pub mod state;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -126,10 +126,15 @@ impl FromStr for RunState {
     type Err = UnknownState;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [RunState::Queued, RunState::Running, RunState::Success, RunState::Failed]
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| UnknownState(s.to_owned()))
+        [
+            RunState::Queued,
+            RunState::Running,
+            RunState::Success,
+            RunState::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| UnknownState(s.to_owned()))
     }
 }
 

@@ -46,7 +46,13 @@ pub struct DagError {
 
 impl fmt::Display for DagError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let DagError { file, line, column, message, hint } = self;
+        let DagError {
+            file,
+            line,
+            column,
+            message,
+            hint,
+        } = self;
         write!(f, "{}:{line}:{column}: error: {message}", file.display())?;
         if let Some(hint) = hint {
             write!(f, " (hint: {hint})")?;
@@ -148,7 +154,10 @@ pub fn load_dag_file(path: &Path, kinds: &dyn KindCatalog) -> Result<LoadedDag, 
             source,
             dag,
         }),
-        _ => Err(FileErrors { path: path.to_path_buf(), errors: parsed.errors }),
+        _ => Err(FileErrors {
+            path: path.to_path_buf(),
+            errors: parsed.errors,
+        }),
     }
 }
 
@@ -164,7 +173,9 @@ pub fn load_dag_folder(dir: &Path, kinds: &dyn KindCatalog) -> io::Result<Folder
     let mut paths = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         if yaml && !hidden && path.is_file() {
             paths.push(path);
@@ -200,9 +211,17 @@ pub fn load_dag_folder(dir: &Path, kinds: &dyn KindCatalog) -> io::Result<Folder
 
         match parsed.dag {
             Some(dag) if parsed.errors.is_empty() => {
-                load.dags.push(LoadedDag { hash: sha256_hex(&source), path, source, dag });
+                load.dags.push(LoadedDag {
+                    hash: sha256_hex(&source),
+                    path,
+                    source,
+                    dag,
+                });
             }
-            _ => load.errors.push(FileErrors { path, errors: parsed.errors }),
+            _ => load.errors.push(FileErrors {
+                path,
+                errors: parsed.errors,
+            }),
         }
     }
     Ok(load)
@@ -215,8 +234,14 @@ fn read_and_parse(path: &Path, kinds: &dyn KindCatalog) -> (String, decode::Pars
             let parsed = decode::parse(path, &source, kinds);
             (source, parsed)
         }
-        Ok(Err(_)) => (String::new(), unreadable(path, "file is not valid UTF-8".to_owned())),
-        Err(err) => (String::new(), unreadable(path, format!("cannot read file: {err}"))),
+        Ok(Err(_)) => (
+            String::new(),
+            unreadable(path, "file is not valid UTF-8".to_owned()),
+        ),
+        Err(err) => (
+            String::new(),
+            unreadable(path, format!("cannot read file: {err}")),
+        ),
     }
 }
 
@@ -224,7 +249,13 @@ fn unreadable(path: &Path, message: String) -> decode::Parsed {
     decode::Parsed {
         dag: None,
         dag_id: None,
-        errors: vec![DagError { file: path.to_path_buf(), line: 1, column: 1, message, hint: None }],
+        errors: vec![DagError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message,
+            hint: None,
+        }],
     }
 }
 

@@ -10,8 +10,8 @@ pub mod template;
 mod load;
 
 pub use load::schedule::{
-    CRON_PRESETS, ScheduleError, parse_cron, parse_duration, parse_schedule_str,
-    parse_start_date, parse_timezone,
+    CRON_PRESETS, ScheduleError, parse_cron, parse_duration, parse_schedule_str, parse_start_date,
+    parse_timezone,
 };
 pub use load::{
     AnyKind, DagError, FileErrors, FolderLoad, KindCatalog, LoadedDag, load_dag_file,

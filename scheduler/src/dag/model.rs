@@ -141,7 +141,11 @@ impl TriggerRule {
 
     /// The rule's name as written in YAML.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, r)| *r == self).map(|(n, _)| *n).unwrap_or("all_success")
+        Self::ALL
+            .iter()
+            .find(|(_, r)| *r == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("all_success")
     }
 }
 

@@ -36,8 +36,10 @@ impl RunContext {
     /// The DAG's param defaults overridden by the keys of `conf`, when `conf`
     /// is an object; keys of `conf` the DAG does not declare are added too.
     pub fn merge_params(defaults: &BTreeMap<String, Value>, conf: &Value) -> Map<String, Value> {
-        let mut params: Map<String, Value> =
-            defaults.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut params: Map<String, Value> = defaults
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Value::Object(overrides) = conf {
             params.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -46,7 +48,8 @@ impl RunContext {
 
     /// The variables templates see.
     fn variables(&self) -> Value {
-        let rfc3339 = |at: &DateTime<Utc>| Value::from(at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        let rfc3339 =
+            |at: &DateTime<Utc>| Value::from(at.to_rfc3339_opts(SecondsFormat::AutoSi, true));
         serde_json::json!({
             "dag_id": self.dag_id,
             "run_id": self.run_id,
@@ -102,7 +105,11 @@ fn render_value(
             .render_template(text, variables)
             .map(Value::String)
             .map_err(|source| TemplateError {
-                path: if path.is_empty() { "params".to_owned() } else { path.clone() },
+                path: if path.is_empty() {
+                    "params".to_owned()
+                } else {
+                    path.clone()
+                },
                 reason: explain(&source),
                 source,
             }),
@@ -139,7 +146,9 @@ fn render_value(
 /// handlebars gives one.
 fn explain(err: &handlebars::RenderError) -> String {
     let reason = match err.reason() {
-        RenderErrorReason::MissingVariable(Some(name)) => format!("variable `{name}` is not defined"),
+        RenderErrorReason::MissingVariable(Some(name)) => {
+            format!("variable `{name}` is not defined")
+        }
         RenderErrorReason::MissingVariable(None) => "a variable is not defined".to_owned(),
         other => other.to_string(),
     };
@@ -157,7 +166,11 @@ mod tests {
     use super::*;
 
     fn context() -> RunContext {
-        let at = |h| Utc.with_ymd_and_hms(2024, 1, 31, h, 0, 0).single().expect("valid date");
+        let at = |h| {
+            Utc.with_ymd_and_hms(2024, 1, 31, h, 0, 0)
+                .single()
+                .expect("valid date")
+        };
         let defaults = BTreeMap::from([
             ("greeting".to_owned(), json!("hello")),
             ("count".to_owned(), json!(3)),
@@ -209,7 +222,10 @@ mod tests {
     fn render_params_exposes_interval_end_and_logical_date() {
         let params = json!("{{logical_date}} {{data_interval_end}} {{conf.extra}}");
         let rendered = render_params(&params, &context()).expect("template is valid");
-        assert_eq!(rendered, json!("2024-01-31T06:00:00Z 2024-01-31T07:00:00Z true"));
+        assert_eq!(
+            rendered,
+            json!("2024-01-31T06:00:00Z 2024-01-31T07:00:00Z true")
+        );
     }
 
     #[test]
@@ -218,7 +234,10 @@ mod tests {
         let err = render_params(&params, &context()).expect_err("strict mode");
         assert_eq!(err.path, "command[1]");
         assert!(err.reason.contains("params.missing"), "{}", err.reason);
-        assert!(err.to_string().starts_with("cannot render `command[1]`"), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot render `command[1]`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::clock::Clock;
 use crate::dag::{Dag, KindCatalog, load_dag_folder};
@@ -86,21 +86,34 @@ impl Scheduler {
         clock: Arc<dyn Clock>,
         config: SchedulerConfig,
     ) -> Scheduler {
-        Scheduler { store, kinds, clock, config, versions: HashMap::new() }
+        Scheduler {
+            store,
+            kinds,
+            clock,
+            config,
+            versions: HashMap::new(),
+        }
     }
 
     /// Reads the DAG folder and records it in the store. Broken files are
     /// recorded as import errors and leave the other DAGs running.
     pub async fn sync_dags(&self) -> Result<SyncReport, SchedulerError> {
         let dir = &self.config.dags_dir;
-        let folder = load_dag_folder(dir, self.kinds.as_ref())
-            .map_err(|source| SchedulerError::DagFolder { path: dir.clone(), source })?;
+        let folder = load_dag_folder(dir, self.kinds.as_ref()).map_err(|source| {
+            SchedulerError::DagFolder {
+                path: dir.clone(),
+                source,
+            }
+        })?;
         for file in &folder.errors {
             for err in &file.errors {
                 warn!(file = %file.path.display(), error = %err, "DAG file is invalid");
             }
         }
-        let report = self.store.sync_dags(&folder.dags, &folder.errors, self.clock.now()).await?;
+        let report = self
+            .store
+            .sync_dags(&folder.dags, &folder.errors, self.clock.now())
+            .await?;
         if !report.new_versions.is_empty() || !report.deactivated.is_empty() {
             info!(
                 new_versions = ?report.new_versions,
@@ -164,7 +177,9 @@ impl Scheduler {
     }
 
     async fn listen(&self) -> Option<PgListener> {
-        let Pool::Postgres(pool) = self.store.pool() else { return None };
+        let Pool::Postgres(pool) = self.store.pool() else {
+            return None;
+        };
         let mut listener = match PgListener::connect_with(pool).await {
             Ok(listener) => listener,
             Err(err) => {
@@ -187,7 +202,9 @@ impl Scheduler {
         self.start_queued_runs(&mut report).await?;
         for run in self.store.runs_in_state(RunState::Running).await? {
             let span = info_span!("run", dag_id = %run.dag_id, run_id = %run.run_id);
-            self.schedule_run(&run, &mut report).instrument(span).await?;
+            self.schedule_run(&run, &mut report)
+                .instrument(span)
+                .await?;
         }
         Ok(report)
     }
@@ -223,14 +240,21 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn schedule_run(&mut self, run: &RunRow, report: &mut PassReport) -> Result<(), SchedulerError> {
+    async fn schedule_run(
+        &mut self,
+        run: &RunRow,
+        report: &mut PassReport,
+    ) -> Result<(), SchedulerError> {
         let dag = self.version(run.version_id).await?;
         let now = self.clock.now();
         let tis = self.store.task_instances(run.id).await?;
         let decisions = rules::decide(&dag, &tis, now);
 
         if !decisions.settle.is_empty() {
-            report.settled += self.store.settle_task_instances(&decisions.settle, now).await? as usize;
+            report.settled += self
+                .store
+                .settle_task_instances(&decisions.settle, now)
+                .await? as usize;
         }
         if !decisions.ready.is_empty() {
             let jobs = self.store.enqueue(&decisions.ready, now).await?;

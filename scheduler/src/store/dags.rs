@@ -54,8 +54,14 @@ pub struct SyncReport {
 /// Shows a schedule the way a user wrote it.
 pub fn describe_schedule(schedule: &Option<Schedule>) -> Option<String> {
     schedule.as_ref().map(|s| match s {
-        Schedule::Cron { expr, timezone: Some(tz) } => format!("{expr} ({tz})"),
-        Schedule::Cron { expr, timezone: None } => expr.clone(),
+        Schedule::Cron {
+            expr,
+            timezone: Some(tz),
+        } => format!("{expr} ({tz})"),
+        Schedule::Cron {
+            expr,
+            timezone: None,
+        } => expr.clone(),
         Schedule::Every { interval } => {
             format!("every {}", humantime::format_duration(*interval))
         }
@@ -74,7 +80,10 @@ impl Store {
         errors: &[FileErrors],
         now: DateTime<Utc>,
     ) -> Result<SyncReport> {
-        let mut report = SyncReport { import_errors: errors.len(), ..SyncReport::default() };
+        let mut report = SyncReport {
+            import_errors: errors.len(),
+            ..SyncReport::default()
+        };
         on_pool!(&self.pool, |pool| {
             let mut tx = pool.begin().await?;
             for item in loaded {
@@ -131,7 +140,9 @@ impl Store {
             .into_iter()
             .filter(|(dag_id, fileloc)| {
                 !loaded.iter().any(|l| &l.dag.dag_id == dag_id)
-                    && !errors.iter().any(|e| &e.path.display().to_string() == fileloc)
+                    && !errors
+                        .iter()
+                        .any(|e| &e.path.display().to_string() == fileloc)
             })
             .map(|(dag_id, _)| dag_id)
             .collect();
@@ -144,10 +155,16 @@ impl Store {
             }
             report.deactivated = active;
 
-            sqlx::query("DELETE FROM import_error").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM import_error")
+                .execute(&mut *tx)
+                .await?;
             for file in errors {
-                let message =
-                    file.errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+                let message = file
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 sqlx::query(
                     "INSERT INTO import_error (fileloc, message, updated_at) VALUES ($1, $2, $3)",
                 )
@@ -166,15 +183,19 @@ impl Store {
     pub async fn list_dags(&self) -> Result<Vec<DagRow>> {
         let sql = "SELECT dag_id, fileloc, version_id, description, schedule, tags, is_paused, \
                    is_active, updated_at FROM dag ORDER BY dag_id";
-        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql).fetch_all(pool).await?))
+        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await?))
     }
 
     /// One DAG; fails with [`StoreError::DagNotFound`] when it is unknown.
     pub async fn dag(&self, dag_id: &str) -> Result<DagRow> {
         let sql = "SELECT dag_id, fileloc, version_id, description, schedule, tags, is_paused, \
                    is_active, updated_at FROM dag WHERE dag_id = $1";
-        let row: Option<DagRow> =
-            on_pool!(&self.pool, |pool| sqlx::query_as(sql).bind(dag_id).fetch_optional(pool).await?);
+        let row: Option<DagRow> = on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(dag_id)
+            .fetch_optional(pool)
+            .await?);
         row.ok_or_else(|| StoreError::DagNotFound(dag_id.to_owned()))
     }
 
@@ -182,7 +203,10 @@ impl Store {
     pub async fn dag_version(&self, version_id: i64) -> Result<Dag> {
         let sql = "SELECT definition FROM dag_version WHERE id = $1";
         let row: Option<(Json<Dag>,)> = on_pool!(&self.pool, |pool| {
-            sqlx::query_as(sql).bind(version_id).fetch_optional(pool).await?
+            sqlx::query_as(sql)
+                .bind(version_id)
+                .fetch_optional(pool)
+                .await?
         });
         row.map(|(Json(dag),)| dag)
             .ok_or_else(|| StoreError::Corrupt(format!("DAG version {version_id} is missing")))
@@ -191,14 +215,21 @@ impl Store {
     /// Files of the DAG folder that failed to load, as of the last sync.
     pub async fn import_errors(&self) -> Result<Vec<ImportErrorRow>> {
         let sql = "SELECT fileloc, message, updated_at FROM import_error ORDER BY fileloc";
-        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql).fetch_all(pool).await?))
+        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .fetch_all(pool)
+            .await?))
     }
 
     /// Pauses or unpauses a DAG.
     pub async fn set_paused(&self, dag_id: &str, paused: bool) -> Result<()> {
         let sql = "UPDATE dag SET is_paused = $2 WHERE dag_id = $1";
         let n = on_pool!(&self.pool, |pool| {
-            sqlx::query(sql).bind(dag_id).bind(paused).execute(pool).await?.rows_affected()
+            sqlx::query(sql)
+                .bind(dag_id)
+                .bind(paused)
+                .execute(pool)
+                .await?
+                .rows_affected()
         });
         if n == 0 {
             return Err(StoreError::DagNotFound(dag_id.to_owned()));

@@ -118,7 +118,10 @@ impl Store {
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: Pool) -> Store {
-        Store { pool, events: Arc::new(Notify::new()) }
+        Store {
+            pool,
+            events: Arc::new(Notify::new()),
+        }
     }
 
     /// The underlying pool, for the job queue and listeners.
@@ -191,10 +194,14 @@ pub async fn sqlite_pool(options: SqliteConnectOptions) -> Result<SqlitePool> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true);
-    Ok(SqlitePoolOptions::new().max_connections(8).connect_with(options).await?)
+    Ok(SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?)
 }
 
 /// Parses a stored state name, reporting a corrupt row otherwise.
 pub(crate) fn parse_state<T: FromStr>(s: &str) -> Result<T> {
-    s.parse().map_err(|_| StoreError::Corrupt(format!("unknown state `{s}`")))
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown state `{s}`")))
 }

@@ -168,7 +168,9 @@ impl Store {
             "INSERT INTO dag_run (dag_id, run_id, run_type, state, version_id, logical_date, \
              data_interval_start, data_interval_end, conf, queued_at) \
              VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (dag_id, run_id) DO NOTHING RETURNING ", run_columns!(), ""
+             ON CONFLICT (dag_id, run_id) DO NOTHING RETURNING ",
+            run_columns!(),
+            ""
         );
         let raw: Option<RawRun> = on_pool!(&self.pool, |pool| {
             sqlx::query_as(sql)
@@ -196,14 +198,21 @@ impl Store {
     /// One run by its store key.
     pub async fn run(&self, id: i64) -> Result<RunRow> {
         let sql: &str = concat!("SELECT ", run_columns!(), " FROM dag_run WHERE id = $1");
-        let raw: Option<RawRun> =
-            on_pool!(&self.pool, |pool| sqlx::query_as(sql).bind(id).fetch_optional(pool).await?);
-        raw.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?.try_into()
+        let raw: Option<RawRun> = on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await?);
+        raw.ok_or_else(|| StoreError::RunNotFound(id.to_string()))?
+            .try_into()
     }
 
     /// Runs whose run id is `run_id`, in any DAG.
     pub async fn runs_by_run_id(&self, run_id: &str) -> Result<Vec<RunRow>> {
-        let sql: &str = concat!("SELECT ", run_columns!(), " FROM dag_run WHERE run_id = $1 ORDER BY dag_id");
+        let sql: &str = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_run WHERE run_id = $1 ORDER BY dag_id"
+        );
         convert(on_pool!(&self.pool, |pool| {
             sqlx::query_as(sql).bind(run_id).fetch_all(pool).await?
         }))
@@ -212,21 +221,32 @@ impl Store {
     /// The most recent runs of a DAG, newest logical date first.
     pub async fn list_runs(&self, dag_id: &str, limit: i64) -> Result<Vec<RunRow>> {
         let sql: &str = concat!(
-            "SELECT ", run_columns!(), " FROM dag_run WHERE dag_id = $1 \
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_run WHERE dag_id = $1 \
              ORDER BY logical_date DESC, id DESC LIMIT $2"
         );
         convert(on_pool!(&self.pool, |pool| {
-            sqlx::query_as(sql).bind(dag_id).bind(limit).fetch_all(pool).await?
+            sqlx::query_as(sql)
+                .bind(dag_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
         }))
     }
 
     /// Runs in a state, oldest first.
     pub async fn runs_in_state(&self, state: RunState) -> Result<Vec<RunRow>> {
         let sql: &str = concat!(
-            "SELECT ", run_columns!(), " FROM dag_run WHERE state = $1 ORDER BY logical_date, id"
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_run WHERE state = $1 ORDER BY logical_date, id"
         );
         convert(on_pool!(&self.pool, |pool| {
-            sqlx::query_as(sql).bind(state.as_str()).fetch_all(pool).await?
+            sqlx::query_as(sql)
+                .bind(state.as_str())
+                .fetch_all(pool)
+                .await?
         }))
     }
 
@@ -282,8 +302,14 @@ impl Store {
     }
 
     /// Finishes a running run. Returns whether this call did.
-    pub async fn finish_run(&self, run_pk: i64, state: RunState, now: DateTime<Utc>) -> Result<bool> {
-        let sql = "UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'";
+    pub async fn finish_run(
+        &self,
+        run_pk: i64,
+        state: RunState,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sql =
+            "UPDATE dag_run SET state = $2, end_date = $3 WHERE id = $1 AND state = 'running'";
         let n = on_pool!(&self.pool, |pool| {
             sqlx::query(sql)
                 .bind(run_pk)

@@ -197,7 +197,11 @@ pub struct LogLine {
 impl Store {
     /// The task instances of a run, in creation (task file) order.
     pub async fn task_instances(&self, run_pk: i64) -> Result<Vec<TaskInstanceRow>> {
-        let sql: &str = concat!("SELECT ", ti_columns!(), " FROM task_instance WHERE run_pk = $1 ORDER BY id");
+        let sql: &str = concat!(
+            "SELECT ",
+            ti_columns!(),
+            " FROM task_instance WHERE run_pk = $1 ORDER BY id"
+        );
         let rows: Vec<RawTi> = on_pool!(&self.pool, |pool| {
             sqlx::query_as(sql).bind(run_pk).fetch_all(pool).await?
         });
@@ -206,9 +210,15 @@ impl Store {
 
     /// One task instance by store key.
     pub async fn task_instance(&self, ti_id: i64) -> Result<TaskInstanceRow> {
-        let sql: &str = concat!("SELECT ", ti_columns!(), " FROM task_instance WHERE id = $1");
-        let row: Option<RawTi> =
-            on_pool!(&self.pool, |pool| sqlx::query_as(sql).bind(ti_id).fetch_optional(pool).await?);
+        let sql: &str = concat!(
+            "SELECT ",
+            ti_columns!(),
+            " FROM task_instance WHERE id = $1"
+        );
+        let row: Option<RawTi> = on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(ti_id)
+            .fetch_optional(pool)
+            .await?);
         row.ok_or_else(|| StoreError::Corrupt(format!("task instance {ti_id} is missing")))?
             .try_into()
     }
@@ -266,7 +276,10 @@ impl Store {
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some((try_number,)) = row {
-                        jobs.push(TaskJob { ti_id: *ti_id, try_number });
+                        jobs.push(TaskJob {
+                            ti_id: *ti_id,
+                            try_number,
+                        });
                     }
                 }
                 let tasks = jobs.iter().map(|job| job.to_apalis()).collect();
@@ -287,7 +300,10 @@ impl Store {
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some((try_number,)) = row {
-                        jobs.push(TaskJob { ti_id: *ti_id, try_number });
+                        jobs.push(TaskJob {
+                            ti_id: *ti_id,
+                            try_number,
+                        });
                     }
                 }
                 let tasks: Vec<_> = jobs.iter().map(|job| job.to_apalis()).collect();
@@ -380,14 +396,20 @@ impl Store {
         let duration_ms = (now - claim.start_date).num_milliseconds().max(0);
         let (state, error, retry_at, result) = match outcome {
             TryOutcome::Success(result) => (TaskState::Success, None, None, result.clone()),
-            TryOutcome::Failed { error, retry_at: Some(at) } => {
-                (TaskState::UpForRetry, Some(error.as_str()), Some(*at), None)
-            }
-            TryOutcome::Failed { error, retry_at: None } => {
-                (TaskState::Failed, Some(error.as_str()), None, None)
-            }
+            TryOutcome::Failed {
+                error,
+                retry_at: Some(at),
+            } => (TaskState::UpForRetry, Some(error.as_str()), Some(*at), None),
+            TryOutcome::Failed {
+                error,
+                retry_at: None,
+            } => (TaskState::Failed, Some(error.as_str()), None, None),
         };
-        let try_state = if state == TaskState::Success { "success" } else { "failed" };
+        let try_state = if state == TaskState::Success {
+            "success"
+        } else {
+            "failed"
+        };
         let updated = on_pool!(&self.pool, |pool| {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
@@ -432,7 +454,10 @@ impl Store {
     pub async fn task_tries(&self, ti_id: i64) -> Result<Vec<TryRow>> {
         let sql = "SELECT ti_id, try_number, state, hostname, worker, start_date, end_date, \
                    duration_ms, error FROM task_try WHERE ti_id = $1 ORDER BY try_number";
-        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql).bind(ti_id).fetch_all(pool).await?))
+        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(ti_id)
+            .fetch_all(pool)
+            .await?))
     }
 
     /// Appends lines to the log of a try.
@@ -465,7 +490,11 @@ impl Store {
         let sql = "SELECT ts, stream, line FROM task_log WHERE ti_id = $1 AND try_number = $2 \
                    ORDER BY id";
         Ok(on_pool!(&self.pool, |pool| {
-            sqlx::query_as(sql).bind(ti_id).bind(try_number).fetch_all(pool).await?
+            sqlx::query_as(sql)
+                .bind(ti_id)
+                .bind(try_number)
+                .fetch_all(pool)
+                .await?
         }))
     }
 }

@@ -28,8 +28,13 @@ const DAG_KEYS: [&str; 10] = [
     "tasks",
 ];
 
-const ARG_KEYS: [&str; 5] =
-    ["retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "timeout"];
+const ARG_KEYS: [&str; 5] = [
+    "retries",
+    "retry_delay",
+    "retry_exponential_backoff",
+    "max_retry_delay",
+    "timeout",
+];
 
 const TASK_KEYS: [&str; 10] = [
     "id",
@@ -61,53 +66,85 @@ pub(super) struct Parsed {
 /// Parses and validates one DAG file.
 pub(super) fn parse(file: &Path, source: &str, kinds: &dyn KindCatalog) -> Parsed {
     let mut d = Diag::new(file);
-    let options = LoaderOptions::default().prevent_coercion(true).error_on_duplicate_keys(true);
+    let options = LoaderOptions::default()
+        .prevent_coercion(true)
+        .error_on_duplicate_keys(true);
     let root = match marked_yaml::parse_yaml_with_options(0, source, options) {
         Ok(root) => root,
         Err(err) => {
             let (pos, message) = describe_load_error(&err);
             d.error(pos, message);
-            return Parsed { dag: None, dag_id: None, errors: d.into_sorted() };
+            return Parsed {
+                dag: None,
+                dag_id: None,
+                errors: d.into_sorted(),
+            };
         }
     };
 
     if let Some(deep) = too_deep(&root) {
-        d.error(node_pos(deep), format!("YAML nests deeper than {MAX_DEPTH} levels"));
+        d.error(
+            node_pos(deep),
+            format!("YAML nests deeper than {MAX_DEPTH} levels"),
+        );
         drop_flat(root);
-        return Parsed { dag: None, dag_id: None, errors: d.into_sorted() };
+        return Parsed {
+            dag: None,
+            dag_id: None,
+            errors: d.into_sorted(),
+        };
     }
 
     let (dag, dag_id) = match &root {
         Node::Mapping(map) => decode_dag(&mut d, map, kinds),
         other => {
-            d.error(node_pos(other), "a DAG file must be a mapping of keys such as `dag_id`");
+            d.error(
+                node_pos(other),
+                "a DAG file must be a mapping of keys such as `dag_id`",
+            );
             (None, None)
         }
     };
     let errors = d.into_sorted();
-    Parsed { dag: dag.filter(|_| errors.is_empty()), dag_id, errors }
+    Parsed {
+        dag: dag.filter(|_| errors.is_empty()),
+        dag_id,
+        errors,
+    }
 }
 
 /// Position and message of a YAML syntax error.
 fn describe_load_error(err: &LoadError) -> (Pos, String) {
-    let pos = |m: &marked_yaml::Marker| Pos { line: m.line().max(1), column: m.column().max(1) };
+    let pos = |m: &marked_yaml::Marker| Pos {
+        line: m.line().max(1),
+        column: m.column().max(1),
+    };
     match err {
-        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => {
-            (pos(m), "a DAG file must be a mapping of keys such as `dag_id`".to_owned())
-        }
-        LoadError::UnexpectedAnchor(m) => {
-            (pos(m), "YAML anchors and aliases are not supported in DAG files".to_owned())
-        }
+        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => (
+            pos(m),
+            "a DAG file must be a mapping of keys such as `dag_id`".to_owned(),
+        ),
+        LoadError::UnexpectedAnchor(m) => (
+            pos(m),
+            "YAML anchors and aliases are not supported in DAG files".to_owned(),
+        ),
         LoadError::MappingKeyMustBeScalar(m) => {
             (pos(m), "mapping keys must be plain strings".to_owned())
         }
-        LoadError::UnexpectedTag(m) => (pos(m), "YAML tags are not supported in DAG files".to_owned()),
+        LoadError::UnexpectedTag(m) => (
+            pos(m),
+            "YAML tags are not supported in DAG files".to_owned(),
+        ),
         LoadError::ScanError(m, scan) => (pos(m), format!("invalid YAML: {}", scan.info())),
         LoadError::DuplicateKey(dup) => {
             let first = Pos::of(dup.prev_key.span());
             (
                 Pos::of(dup.key.span()),
-                format!("duplicate key `{}`, first set on line {}", dup.key.as_str(), first.line),
+                format!(
+                    "duplicate key `{}`, first set on line {}",
+                    dup.key.as_str(),
+                    first.line
+                ),
             )
         }
     }
@@ -122,11 +159,16 @@ fn decode_dag(d: &mut Diag, map: &MarkedMappingNode, kinds: &dyn KindCatalog) ->
         let id = identifier(d, f, "DAG id")?;
         Some((id, f.pos()))
     });
-    let description = fields.get("description").and_then(|f| string(d, f)).map(str::to_owned);
+    let description = fields
+        .get("description")
+        .and_then(|f| string(d, f))
+        .map(str::to_owned);
     let schedule = fields.get("schedule").map(|f| schedule::decode(d, f));
     let start_date = fields.get("start_date").map(|f| {
         let text = string(d, f)?;
-        schedule::parse_start_date(text).map_err(|err| d.error(f.pos(), err.to_string())).ok()
+        schedule::parse_start_date(text)
+            .map_err(|err| d.error(f.pos(), err.to_string()))
+            .ok()
     });
     let catchup = fields.get("catchup").map(|f| boolean(d, f));
     let max_active_runs = fields.get("max_active_runs").map(|f| integer(d, f, 1));
@@ -169,7 +211,9 @@ fn decode_dag(d: &mut Diag, map: &MarkedMappingNode, kinds: &dyn KindCatalog) ->
 /// An id of letters, digits, `_`, `-` and `.`.
 fn identifier(d: &mut Diag, field: Field, what: &str) -> Option<String> {
     let id = string(d, field)?;
-    let valid_chars = id.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    let valid_chars = id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
     if id.is_empty() || !valid_chars {
         d.error_hint(
             field.pos(),
@@ -179,7 +223,10 @@ fn identifier(d: &mut Diag, field: Field, what: &str) -> Option<String> {
         return None;
     }
     if id.len() > MAX_ID_LEN {
-        d.error(field.pos(), format!("{what} is longer than {MAX_ID_LEN} characters"));
+        d.error(
+            field.pos(),
+            format!("{what} is longer than {MAX_ID_LEN} characters"),
+        );
         return None;
     }
     Some(id.to_owned())
@@ -189,11 +236,15 @@ fn identifier(d: &mut Diag, field: Field, what: &str) -> Option<String> {
 fn task_args(d: &mut Diag, fields: &Fields) -> TaskArgs {
     TaskArgs {
         retries: fields.get("retries").and_then(|f| integer(d, f, 0)),
-        retry_delay: fields.get("retry_delay").and_then(|f| duration(d, f, false)),
+        retry_delay: fields
+            .get("retry_delay")
+            .and_then(|f| duration(d, f, false)),
         retry_exponential_backoff: fields
             .get("retry_exponential_backoff")
             .and_then(|f| boolean(d, f)),
-        max_retry_delay: fields.get("max_retry_delay").and_then(|f| duration(d, f, false)),
+        max_retry_delay: fields
+            .get("max_retry_delay")
+            .and_then(|f| duration(d, f, false)),
         timeout: fields.get("timeout").and_then(|f| duration(d, f, true)),
     }
 }
@@ -203,7 +254,11 @@ fn dag_params(d: &mut Diag, field: Field) -> Option<BTreeMap<String, serde_json:
         wrong_type(d, field, "a mapping of param names to default values");
         return None;
     };
-    Some(map.iter().map(|(k, v)| (k.as_str().to_owned(), to_json(v))).collect())
+    Some(
+        map.iter()
+            .map(|(k, v)| (k.as_str().to_owned(), to_json(v)))
+            .collect(),
+    )
 }
 
 fn tags(d: &mut Diag, field: Field) -> Option<Vec<String>> {
@@ -216,7 +271,10 @@ fn tags(d: &mut Diag, field: Field) -> Option<Vec<String>> {
     for item in items.iter() {
         match item.as_scalar() {
             Some(tag) if !tag.as_str().is_empty() => tags.push(tag.as_str().to_owned()),
-            _ => d.error(node_pos(item), format!("tags must be strings, found {}", describe(item))),
+            _ => d.error(
+                node_pos(item),
+                format!("tags must be strings, found {}", describe(item)),
+            ),
         }
     }
     (d.errors.len() == before).then_some(tags)
@@ -241,7 +299,11 @@ fn tasks(d: &mut Diag, field: Field, kinds: &dyn KindCatalog) -> Option<Vec<Task
         let Node::Mapping(map) = item else {
             d.error(
                 node_pos(item),
-                format!("task #{} must be a mapping with `id` and `kind`, found {}", i + 1, describe(item)),
+                format!(
+                    "task #{} must be a mapping with `id` and `kind`, found {}",
+                    i + 1,
+                    describe(item)
+                ),
             );
             continue;
         };
@@ -267,18 +329,34 @@ fn decode_task(
     let place_id = map
         .get_scalar("id")
         .filter(|id| !id.as_str().is_empty())
-        .map_or_else(|| format!("in task #{}", index + 1), |id| format!("in task `{}`", id.as_str()));
+        .map_or_else(
+            || format!("in task #{}", index + 1),
+            |id| format!("in task `{}`", id.as_str()),
+        );
     let fields = Fields::check(d, map, &TASK_KEYS, &place_id);
 
-    let id = fields.require(d, "id", &place_id).and_then(|f| identifier(d, f, "task id"));
-    let pos = fields.get("id").map_or_else(|| mapping_pos(map), |f| f.pos());
-    let kind = fields.require(d, "kind", &place_id).and_then(|f| task_kind(d, f, kinds));
+    let id = fields
+        .require(d, "id", &place_id)
+        .and_then(|f| identifier(d, f, "task id"));
+    let pos = fields
+        .get("id")
+        .map_or_else(|| mapping_pos(map), |f| f.pos());
+    let kind = fields
+        .require(d, "kind", &place_id)
+        .and_then(|f| task_kind(d, f, kinds));
     let params = task_params(d, &fields, map, kind.as_deref(), kinds);
-    let depends_on = fields.get("depends_on").map(|f| string_list(d, f)).unwrap_or_default();
+    let depends_on = fields
+        .get("depends_on")
+        .map(|f| string_list(d, f))
+        .unwrap_or_default();
     let trigger_rule = fields.get("trigger_rule").and_then(|f| trigger_rule(d, f));
     let args = task_args(d, &fields);
 
-    let node = TaskNode { id: id.clone(), pos, depends_on: depends_on.clone() };
+    let node = TaskNode {
+        id: id.clone(),
+        pos,
+        depends_on: depends_on.clone(),
+    };
     let task = (d.errors.len() == before).then(|| Task {
         id: id.unwrap_or_default(),
         kind: kind.unwrap_or_default(),
@@ -315,12 +393,20 @@ fn task_params(
     kinds: &dyn KindCatalog,
 ) -> Option<serde_json::Value> {
     let (params, pos) = match fields.get("params") {
-        Some(f @ Field { value: Node::Mapping(_), .. }) => (to_json(f.value), f.pos()),
+        Some(
+            f @ Field {
+                value: Node::Mapping(_),
+                ..
+            },
+        ) => (to_json(f.value), f.pos()),
         Some(f) => {
             wrong_type(d, f, "a mapping");
             return None;
         }
-        None => (serde_json::Value::Object(serde_json::Map::new()), mapping_pos(map)),
+        None => (
+            serde_json::Value::Object(serde_json::Map::new()),
+            mapping_pos(map),
+        ),
     };
     if let Some(kind) = kind {
         for problem in kinds.check_params(kind, &params) {
@@ -335,15 +421,26 @@ fn trigger_rule(d: &mut Diag, field: Field) -> Option<TriggerRule> {
     if let Some((_, rule)) = TriggerRule::ALL.iter().find(|(n, _)| *n == name) {
         return Some(*rule);
     }
-    let names: Vec<String> = TriggerRule::ALL.iter().map(|(n, _)| (*n).to_owned()).collect();
+    let names: Vec<String> = TriggerRule::ALL
+        .iter()
+        .map(|(n, _)| (*n).to_owned())
+        .collect();
     let hint = match closest(name, TriggerRule::ALL.iter().map(|(n, _)| *n)) {
         Some(close) => format!("did you mean `{close}`?"),
         None => format!("trigger rules are {}", backticked(&names)),
     };
-    d.error_hint(field.pos(), format!("unknown trigger rule `{name}`"), Some(hint));
+    d.error_hint(
+        field.pos(),
+        format!("unknown trigger rule `{name}`"),
+        Some(hint),
+    );
     None
 }
 
 fn backticked(names: &[String]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

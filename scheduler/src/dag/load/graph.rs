@@ -21,11 +21,16 @@ pub(super) fn check(d: &mut Diag, tasks: &[TaskNode]) {
     // The first task with an id owns it; later ones are reported.
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, task) in tasks.iter().enumerate() {
-        let Some(id) = task.id.as_deref() else { continue };
+        let Some(id) = task.id.as_deref() else {
+            continue;
+        };
         if let Some(&first) = index.get(id) {
             d.error(
                 task.pos,
-                format!("duplicate task id `{id}`, first declared on line {}", tasks[first].pos.line),
+                format!(
+                    "duplicate task id `{id}`, first declared on line {}",
+                    tasks[first].pos.line
+                ),
             );
         } else {
             index.insert(id, i);
@@ -35,21 +40,35 @@ pub(super) fn check(d: &mut Diag, tasks: &[TaskNode]) {
     // Edges run from upstream to downstream.
     let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); tasks.len()];
     for (i, task) in tasks.iter().enumerate() {
-        let owner = task.id.as_deref().is_some_and(|id| index.get(id) == Some(&i));
-        let name = task.id.as_deref().map_or_else(|| "this task".to_owned(), |id| format!("`{id}`"));
+        let owner = task
+            .id
+            .as_deref()
+            .is_some_and(|id| index.get(id) == Some(&i));
+        let name = task
+            .id
+            .as_deref()
+            .map_or_else(|| "this task".to_owned(), |id| format!("`{id}`"));
         let mut seen = HashSet::new();
         for (dep, pos) in &task.depends_on {
             if task.id.as_deref() == Some(dep.as_str()) {
                 d.error(*pos, format!("task {name} depends on itself"));
             } else if !seen.insert(dep.as_str()) {
-                d.error(*pos, format!("task `{dep}` is listed twice in `depends_on` of {name}"));
+                d.error(
+                    *pos,
+                    format!("task `{dep}` is listed twice in `depends_on` of {name}"),
+                );
             } else if let Some(&up) = index.get(dep.as_str()) {
                 if owner {
                     downstream[up].push(i);
                 }
             } else {
-                let hint = closest(dep, index.keys().copied()).map(|c| format!("did you mean `{c}`?"));
-                d.error_hint(*pos, format!("task {name} depends on unknown task `{dep}`"), hint);
+                let hint =
+                    closest(dep, index.keys().copied()).map(|c| format!("did you mean `{c}`?"));
+                d.error_hint(
+                    *pos,
+                    format!("task {name} depends on unknown task `{dep}`"),
+                    hint,
+                );
             }
         }
     }
@@ -61,8 +80,10 @@ pub(super) fn check(d: &mut Diag, tasks: &[TaskNode]) {
         component.sort_unstable();
         let start = component[0];
         let path = cycle_through(start, &component, &downstream);
-        let names: Vec<&str> =
-            path.iter().map(|&i| tasks[i].id.as_deref().unwrap_or("?")).collect();
+        let names: Vec<&str> = path
+            .iter()
+            .map(|&i| tasks[i].id.as_deref().unwrap_or("?"))
+            .collect();
         d.error_hint(
             tasks[start].pos,
             format!("dependency cycle: {}", names.join(" -> ")),

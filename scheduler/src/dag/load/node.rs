@@ -35,7 +35,9 @@ impl Pos {
 /// Where a mapping is: its first key, since the parser places the start of a
 /// block mapping after that key.
 pub(super) fn mapping_pos(map: &MarkedMappingNode) -> Pos {
-    map.keys().next().map_or_else(|| Pos::of(map.span()), |k| Pos::of(k.span()))
+    map.keys()
+        .next()
+        .map_or_else(|| Pos::of(map.span()), |k| Pos::of(k.span()))
 }
 
 /// Where a node is, with the same care for mappings as [`mapping_pos`].
@@ -54,7 +56,10 @@ pub(super) struct Diag<'f> {
 
 impl<'f> Diag<'f> {
     pub fn new(file: &'f Path) -> Self {
-        Diag { file, errors: Vec::new() }
+        Diag {
+            file,
+            errors: Vec::new(),
+        }
     }
 
     /// Records an error without a hint.
@@ -113,7 +118,9 @@ impl<'n> Field<'n> {
 /// Whether a node is YAML null: empty, `~` or `null`, unquoted.
 pub(super) fn is_null(node: &Node) -> bool {
     match node {
-        Node::Scalar(s) => s.may_coerce() && matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL"),
+        Node::Scalar(s) => {
+            s.may_coerce() && matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL")
+        }
         _ => false,
     }
 }
@@ -148,7 +155,10 @@ impl<'n> Fields<'n> {
 
     /// The entry for `key`, even when its value is null.
     pub fn get_even_null(&self, key: &str) -> Option<Field<'n>> {
-        self.map.iter().find(|(k, _)| k.as_str() == key).map(|(key, value)| Field { key, value })
+        self.map
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(key, value)| Field { key, value })
     }
 
     /// The entry for a key that must be present and not null.
@@ -160,7 +170,10 @@ impl<'n> Fields<'n> {
             }
             Some(f) => Some(f),
             None => {
-                d.error(mapping_pos(self.map), format!("missing required key `{key}` {place}"));
+                d.error(
+                    mapping_pos(self.map),
+                    format!("missing required key `{key}` {place}"),
+                );
                 None
             }
         }
@@ -189,7 +202,11 @@ pub(super) fn describe(node: &Node) -> String {
 pub(super) fn wrong_type(d: &mut Diag, field: Field, expected: &str) {
     d.error(
         field.pos(),
-        format!("`{}` must be {expected}, found {}", field.name(), describe(field.value)),
+        format!(
+            "`{}` must be {expected}, found {}",
+            field.name(),
+            describe(field.value)
+        ),
     );
 }
 
@@ -215,7 +232,11 @@ pub(super) fn boolean(d: &mut Diag, field: Field) -> Option<bool> {
 
 /// An integer field of at least `min`.
 pub(super) fn integer(d: &mut Diag, field: Field, min: u32) -> Option<u32> {
-    let value = field.value.as_scalar().and_then(MarkedScalarNode::as_u32).filter(|v| *v >= min);
+    let value = field
+        .value
+        .as_scalar()
+        .and_then(MarkedScalarNode::as_u32)
+        .filter(|v| *v >= min);
     if value.is_none() {
         let expected = match min {
             0 => "a non-negative integer".to_owned(),
@@ -234,13 +255,12 @@ pub(super) fn duration(d: &mut Diag, field: Field, positive: bool) -> Option<Dur
         wrong_type(d, field, "a duration such as `30s`, `5m` or `1h 30m`");
         return None;
     };
-    let parsed = match s.as_u64() {
-        Some(secs) => Ok(Duration::from_secs(secs)),
-        None => schedule::parse_duration(s.as_str()),
-    };
-    match parsed {
+    match schedule::parse_duration(s.as_str()) {
         Ok(value) if positive && value.is_zero() => {
-            d.error(field.pos(), format!("`{}` must be longer than zero", field.name()));
+            d.error(
+                field.pos(),
+                format!("`{}` must be longer than zero", field.name()),
+            );
             None
         }
         Ok(value) => Some(value),
@@ -271,10 +291,16 @@ pub(super) fn string_list(d: &mut Diag, field: Field) -> Vec<(String, Pos)> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         match item {
-            Node::Scalar(s) if !is_null(item) => out.push((s.as_str().to_owned(), Pos::of(s.span()))),
+            Node::Scalar(s) if !is_null(item) => {
+                out.push((s.as_str().to_owned(), Pos::of(s.span())))
+            }
             _ => d.error(
                 node_pos(item),
-                format!("`{}` items must be strings, found {}", field.name(), describe(item)),
+                format!(
+                    "`{}` items must be strings, found {}",
+                    field.name(),
+                    describe(item)
+                ),
             ),
         }
     }
@@ -290,7 +316,9 @@ pub(super) fn to_json(node: &Node) -> serde_json::Value {
         Node::Scalar(s) => scalar_to_json(s),
         Node::Sequence(seq) => Value::Array(seq.iter().map(to_json).collect()),
         Node::Mapping(map) => Value::Object(
-            map.iter().map(|(k, v)| (k.as_str().to_owned(), to_json(v))).collect(),
+            map.iter()
+                .map(|(k, v)| (k.as_str().to_owned(), to_json(v)))
+                .collect(),
         ),
     }
 }
@@ -324,11 +352,11 @@ fn scalar_to_json(s: &MarkedScalarNode) -> serde_json::Value {
         return Value::from(i);
     }
     // Rust also reads `inf` and `nan` as floats; YAML does not.
-    let numeric = text.chars().all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
+    let numeric = text
+        .chars()
+        .all(|c| c.is_ascii_digit() || "+-.eE".contains(c))
         && text.chars().any(|c| c.is_ascii_digit());
-    if numeric
-        && let Some(n) = s.as_f64().and_then(serde_json::Number::from_f64)
-    {
+    if numeric && let Some(n) = s.as_f64().and_then(serde_json::Number::from_f64) {
         return Value::Number(n);
     }
     Value::String(text.to_owned())
@@ -367,7 +395,10 @@ pub(super) fn drop_flat(root: Node) {
 
 /// The candidate closest to `word` by edit distance, if it is close enough to
 /// be a likely typo.
-pub(super) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(super) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let word_lower = word.to_lowercase();
     candidates
         .into_iter()

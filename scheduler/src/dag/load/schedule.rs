@@ -25,7 +25,14 @@ pub const CRON_PRESETS: [(&str, &str); 7] = [
 ];
 
 /// Names of cron fields, for a 6-field expression.
-const CRON_FIELDS: [&str; 6] = ["second", "minute", "hour", "day-of-month", "month", "day-of-week"];
+const CRON_FIELDS: [&str; 6] = [
+    "second",
+    "minute",
+    "hour",
+    "day-of-month",
+    "month",
+    "day-of-week",
+];
 
 /// Why a schedule, duration, date or time zone is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,7 +100,10 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, ScheduleError> {
 
     let fields: Vec<&str> = pattern.split_whitespace().collect();
     if !(5..=6).contains(&fields.len()) {
-        return Err(ScheduleError::FieldCount { expr: expr.to_owned(), found: fields.len() });
+        return Err(ScheduleError::FieldCount {
+            expr: expr.to_owned(),
+            found: fields.len(),
+        });
     }
 
     let cron = croner::Cron::from_str(pattern).map_err(|err| ScheduleError::InvalidCron {
@@ -103,7 +113,10 @@ pub fn parse_cron(expr: &str) -> Result<croner::Cron, ScheduleError> {
 
     // croner accepts dates that do not exist, such as February 30th, and
     // would then search in vain every time a run is due.
-    let epoch = Utc.with_ymd_and_hms(2000, 1, 1, 0, 0, 0).single().unwrap_or_default();
+    let epoch = Utc
+        .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default();
     if cron.find_next_occurrence(&epoch, true).is_err() {
         return Err(ScheduleError::NeverMatches(expr.to_owned()));
     }
@@ -139,9 +152,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, ScheduleError> {
     let text = text.trim();
     let value = match text.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(text).map_err(|err| {
-            ScheduleError::InvalidDuration { input: text.to_owned(), reason: err.to_string() }
-        })?,
+        Err(_) => {
+            humantime::parse_duration(text).map_err(|err| ScheduleError::InvalidDuration {
+                input: text.to_owned(),
+                reason: err.to_string(),
+            })?
+        }
     };
     if chrono::TimeDelta::from_std(value).is_err() {
         return Err(ScheduleError::DurationTooLong(text.to_owned()));
@@ -170,7 +186,10 @@ pub fn parse_start_date(text: &str) -> Result<DateTime<Utc>, ScheduleError> {
 /// Fails as [`parse_cron`] does.
 pub fn parse_schedule_str(text: &str) -> Result<Schedule, ScheduleError> {
     parse_cron(text)?;
-    Ok(Schedule::Cron { expr: text.trim().to_owned(), timezone: None })
+    Ok(Schedule::Cron {
+        expr: text.trim().to_owned(),
+        timezone: None,
+    })
 }
 
 /// Decodes the `schedule` key: a cron string, or a mapping with `cron` (and
@@ -217,21 +236,33 @@ fn decode_mapping(d: &mut Diag, field: Field, fields: &Fields) -> Option<Schedul
                 Some(tz) => Some(decode_timezone(d, tz)?),
                 None => None,
             };
-            Some(Schedule::Cron { expr: expr.trim().to_owned(), timezone })
+            Some(Schedule::Cron {
+                expr: expr.trim().to_owned(),
+                timezone,
+            })
         }
         (None, Some(every)) => {
             if let Some(tz) = timezone {
-                d.error(tz.key_pos(), "`timezone` applies to `cron` schedules, not `every`");
+                d.error(
+                    tz.key_pos(),
+                    "`timezone` applies to `cron` schedules, not `every`",
+                );
             }
             let interval = duration(d, every, true)?;
             Some(Schedule::Every { interval })
         }
         (Some(_), Some(every)) => {
-            d.error(every.key_pos(), "`schedule` takes `cron` or `every`, not both");
+            d.error(
+                every.key_pos(),
+                "`schedule` takes `cron` or `every`, not both",
+            );
             None
         }
         (None, None) => {
-            d.error(field.pos(), "`schedule` mapping needs a `cron` or an `every` key");
+            d.error(
+                field.pos(),
+                "`schedule` mapping needs a `cron` or an `every` key",
+            );
             None
         }
     }
@@ -270,5 +301,9 @@ fn cron_error(d: &mut Diag, field: Field, err: ScheduleError) {
 }
 
 fn preset_list() -> String {
-    CRON_PRESETS.iter().map(|(name, _)| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+    CRON_PRESETS
+        .iter()
+        .map(|(name, _)| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use chrono::DateTime;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::dag::model::{Schedule, Task, TaskArgs, TriggerRule};
-use crate::dag::{ScheduleError, parse_cron, parse_duration, parse_start_date, parse_timezone};
+use crate::dag::model::{DEFAULT_MAX_ACTIVE_RUNS, Schedule, Task, TaskArgs, TriggerRule};
+use crate::dag::{
+    CRON_PRESETS, ScheduleError, parse_cron, parse_duration, parse_start_date, parse_timezone,
+};
 
 /// The kinds the worker ships with, checked the way it checks them.
 struct TestKinds;
@@ -28,7 +31,8 @@ impl KindCatalog for TestKinds {
         match kind {
             "command" => {
                 let command = params.get("command").and_then(Value::as_array);
-                let valid = command.is_some_and(|c| !c.is_empty() && c.iter().all(Value::is_string));
+                let valid =
+                    command.is_some_and(|c| !c.is_empty() && c.iter().all(Value::is_string));
                 if !valid {
                     problems.push("`command` must be a non-empty list of strings".to_owned());
                 }
@@ -68,7 +72,11 @@ fn render(errors: &[DagError]) -> String {
 fn assert_one_error(source: &str, prefix: &str) {
     let found = errors(source);
     assert_eq!(found.len(), 1, "expected one error, got {found:#?}");
-    assert!(found[0].starts_with(prefix), "expected `{prefix}...`, got `{}`", found[0]);
+    assert!(
+        found[0].starts_with(prefix),
+        "expected `{prefix}...`, got `{}`",
+        found[0]
+    );
 }
 
 fn with_task(task: &str) -> String {
@@ -189,7 +197,9 @@ fn unknown_key_is_reported_with_a_did_you_mean_hint() {
     let source = with_task("  - id: a\n    kind: noop\n    retrys: 2\n");
     assert_eq!(
         errors(&source),
-        ["dags/x.yaml:5:5: error: unknown key `retrys` in task `a` (hint: did you mean `retries`?)"]
+        [
+            "dags/x.yaml:5:5: error: unknown key `retrys` in task `a` (hint: did you mean `retries`?)"
+        ]
     );
 }
 
@@ -199,7 +209,7 @@ fn unknown_keys_are_reported_at_every_level() {
 owner: me
 shedule: "@daily"
 default_args:
-  retry: 1
+  retires: 1
 schedule: {cron: "@daily", tz: UTC}
 tasks:
   - {id: a, kind: noop, dependson: b}
@@ -209,7 +219,7 @@ tasks:
         [
             "dags/x.yaml:2:1: error: unknown key `owner` in the DAG",
             "dags/x.yaml:3:1: error: unknown key `shedule` in the DAG (hint: did you mean `schedule`?)",
-            "dags/x.yaml:5:3: error: unknown key `retry` in `default_args` (hint: did you mean `retries`?)",
+            "dags/x.yaml:5:3: error: unknown key `retires` in `default_args` (hint: did you mean `retries`?)",
             "dags/x.yaml:6:28: error: unknown key `tz` in `schedule`",
             "dags/x.yaml:8:25: error: unknown key `dependson` in task `a` (hint: did you mean `depends_on`?)",
         ]
@@ -245,7 +255,7 @@ tasks:
             "dags/x.yaml:10:14: error: `retries` must be a non-negative integer, found `-1`",
             "dags/x.yaml:11:32: error: `retry_exponential_backoff` must be `true` or `false`, \
              found `true`",
-            "dags/x.yaml:12:17: error: `depends_on` must be a string or a list of strings, \
+            "dags/x.yaml:12:18: error: `depends_on` must be a string or a list of strings, \
              found a mapping",
             "dags/x.yaml:13:13: error: `params` must be a mapping, found `x`",
         ]
@@ -270,14 +280,26 @@ fn missing_required_keys_are_reported() {
         &with_task("  - kind: noop\n"),
         "dags/x.yaml:3:5: error: missing required key `id` in task #1",
     );
-    assert_one_error("dag_id:\ntasks: []\n", "dags/x.yaml:1:1: error: `dag_id` in the DAG must not");
+    assert_one_error(
+        "dag_id:\ntasks: [{id: a, kind: noop}]\n",
+        "dags/x.yaml:1:1: error: `dag_id` in the DAG must not",
+    );
 }
 
 #[test]
 fn empty_or_malformed_task_lists_are_rejected() {
-    assert_one_error("dag_id: x\ntasks: []\n", "dags/x.yaml:2:8: error: `tasks` must list at least");
-    assert_one_error("dag_id: x\ntasks: a\n", "dags/x.yaml:2:8: error: `tasks` must be a list");
-    assert_one_error(&with_task("  - a\n"), "dags/x.yaml:3:5: error: task #1 must be a mapping");
+    assert_one_error(
+        "dag_id: x\ntasks: []\n",
+        "dags/x.yaml:2:8: error: `tasks` must list at least",
+    );
+    assert_one_error(
+        "dag_id: x\ntasks: a\n",
+        "dags/x.yaml:2:8: error: `tasks` must be a list",
+    );
+    assert_one_error(
+        &with_task("  - a\n"),
+        "dags/x.yaml:3:5: error: task #1 must be a mapping",
+    );
 }
 
 #[test]
@@ -286,12 +308,16 @@ fn invalid_ids_are_rejected() {
         "dag_id: my dag\ntasks:\n  - {id: a, kind: noop}\n",
         "dags/x.yaml:1:9: error: invalid DAG id `my dag` (hint: use only letters",
     );
-    assert_one_error(&with_task("  - {id: a/b, kind: noop}\n"), "dags/x.yaml:3:10: error: invalid task id `a/b`");
+    assert_one_error(
+        &with_task("  - {id: a/b, kind: noop}\n"),
+        "dags/x.yaml:3:10: error: invalid task id `a/b`",
+    );
 }
 
 #[test]
 fn duplicate_task_id_is_reported_at_the_second() {
-    let source = with_task("  - {id: a, kind: noop}\n  - {id: b, kind: noop}\n  - {id: a, kind: noop}\n");
+    let source =
+        with_task("  - {id: a, kind: noop}\n  - {id: b, kind: noop}\n  - {id: a, kind: noop}\n");
     assert_eq!(
         errors(&source),
         ["dags/x.yaml:5:10: error: duplicate task id `a`, first declared on line 3"]
@@ -306,7 +332,7 @@ fn dependency_on_missing_task_is_reported_with_closest_id() {
     assert_eq!(
         errors(&source),
         [
-            "dags/x.yaml:4:42: error: task `load` depends on unknown task `extrct` \
+            "dags/x.yaml:4:41: error: task `load` depends on unknown task `extrct` \
              (hint: did you mean `extract`?)"
         ]
     );
@@ -316,7 +342,7 @@ fn dependency_on_missing_task_is_reported_with_closest_id() {
 fn self_dependency_is_rejected() {
     assert_one_error(
         &with_task("  - {id: a, kind: noop, depends_on: a}\n"),
-        "dags/x.yaml:3:39: error: task `a` depends on itself",
+        "dags/x.yaml:3:37: error: task `a` depends on itself",
     );
 }
 
@@ -324,7 +350,7 @@ fn self_dependency_is_rejected() {
 fn dependency_listed_twice_is_rejected() {
     assert_one_error(
         &with_task("  - {id: a, kind: noop}\n  - {id: b, kind: noop, depends_on: [a, a]}\n"),
-        "dags/x.yaml:4:43: error: task `a` is listed twice in `depends_on` of `b`",
+        "dags/x.yaml:4:41: error: task `a` is listed twice in `depends_on` of `b`",
     );
 }
 
@@ -353,7 +379,10 @@ tasks:
 fn long_chain_without_cycle_is_accepted() {
     let mut source = String::from("dag_id: chain\ntasks:\n  - {id: t0, kind: noop}\n");
     for i in 1..5000 {
-        source.push_str(&format!("  - {{id: t{i}, kind: noop, depends_on: t{}}}\n", i - 1));
+        source.push_str(&format!(
+            "  - {{id: t{i}, kind: noop, depends_on: t{}}}\n",
+            i - 1
+        ));
     }
     assert_eq!(parse(&source).tasks.len(), 5000);
 }
@@ -362,11 +391,11 @@ fn long_chain_without_cycle_is_accepted() {
 fn unknown_kind_hints_the_closest_or_lists_all() {
     assert_one_error(
         &with_task("  - {id: a, kind: comand}\n"),
-        "dags/x.yaml:3:18: error: unknown task kind `comand` (hint: did you mean `command`?)",
+        "dags/x.yaml:3:19: error: unknown task kind `comand` (hint: did you mean `command`?)",
     );
     assert_one_error(
         &with_task("  - {id: a, kind: spark}\n"),
-        "dags/x.yaml:3:18: error: unknown task kind `spark` (hint: known kinds are `command`, `noop`)",
+        "dags/x.yaml:3:19: error: unknown task kind `spark` (hint: known kinds are `command`, `noop`)",
     );
 }
 
@@ -387,55 +416,79 @@ fn kind_param_problems_are_reported_at_the_params() {
 fn unknown_trigger_rule_is_rejected() {
     assert_one_error(
         &with_task("  - {id: a, kind: noop, trigger_rule: all_sucess}\n"),
-        "dags/x.yaml:3:41: error: unknown trigger rule `all_sucess` (hint: did you mean `all_success`?)",
+        "dags/x.yaml:3:39: error: unknown trigger rule `all_sucess` (hint: did you mean `all_success`?)",
     );
     assert_one_error(
         &with_task("  - {id: a, kind: noop, trigger_rule: whenever}\n"),
-        "dags/x.yaml:3:41: error: unknown trigger rule `whenever` (hint: trigger rules are `all_success`",
+        "dags/x.yaml:3:39: error: unknown trigger rule `whenever` (hint: trigger rules are `all_success`",
     );
 }
 
 #[test]
 fn every_trigger_rule_name_is_accepted() {
     for (name, rule) in TriggerRule::ALL {
-        let dag = parse(&with_task(&format!("  - {{id: a, kind: noop, trigger_rule: {name}}}\n")));
+        let dag = parse(&with_task(&format!(
+            "  - {{id: a, kind: noop, trigger_rule: {name}}}\n"
+        )));
         assert_eq!(dag.tasks[0].trigger_rule, rule);
     }
 }
 
 fn schedule_of(schedule: &str) -> Option<Schedule> {
-    parse(&format!("dag_id: x\nschedule: {schedule}\ntasks:\n  - {{id: a, kind: noop}}\n")).schedule
+    parse(&format!(
+        "dag_id: x\nschedule: {schedule}\ntasks:\n  - {{id: a, kind: noop}}\n"
+    ))
+    .schedule
 }
 
 fn schedule_error(schedule: &str) -> String {
-    let found = errors(&format!("dag_id: x\nschedule: {schedule}\ntasks:\n  - {{id: a, kind: noop}}\n"));
+    let found = errors(&format!(
+        "dag_id: x\nschedule: {schedule}\ntasks:\n  - {{id: a, kind: noop}}\n"
+    ));
     assert_eq!(found.len(), 1, "{found:#?}");
     found[0].clone()
 }
 
 fn cron(expr: &str, timezone: Option<&str>) -> Option<Schedule> {
-    Some(Schedule::Cron { expr: expr.to_owned(), timezone: timezone.map(str::to_owned) })
+    Some(Schedule::Cron {
+        expr: expr.to_owned(),
+        timezone: timezone.map(str::to_owned),
+    })
 }
 
 #[test]
 fn five_and_six_field_crons_are_accepted() {
     assert_eq!(schedule_of("\"*/5 * * * *\""), cron("*/5 * * * *", None));
-    assert_eq!(schedule_of("'*/10 * * * * *'"), cron("*/10 * * * * *", None));
-    assert_eq!(schedule_of("0 6 * * MON-FRI"), cron("0 6 * * MON-FRI", None));
+    assert_eq!(
+        schedule_of("'*/10 * * * * *'"),
+        cron("*/10 * * * * *", None)
+    );
+    assert_eq!(
+        schedule_of("0 6 * * MON-FRI"),
+        cron("0 6 * * MON-FRI", None)
+    );
 }
 
 #[test]
 fn six_field_cron_has_seconds_first() {
     let every_ten_seconds = parse_cron("*/10 * * * * *").expect("valid");
-    let at = DateTime::parse_from_rfc3339("2024-01-01T00:00:01Z").map(|d| d.to_utc()).expect("valid");
-    let next = every_ten_seconds.find_next_occurrence(&at, false).expect("has a next time");
+    let at = DateTime::parse_from_rfc3339("2024-01-01T00:00:01Z")
+        .map(|d| d.to_utc())
+        .expect("valid");
+    let next = every_ten_seconds
+        .find_next_occurrence(&at, false)
+        .expect("has a next time");
     assert_eq!(next.to_rfc3339(), "2024-01-01T00:00:10+00:00");
 }
 
 #[test]
 fn presets_are_accepted() {
     for (preset, _) in CRON_PRESETS {
-        assert_eq!(schedule_of(&format!("\"{preset}\"")), cron(preset, None), "{preset}");
+        assert_eq!(
+            schedule_of(&format!("\"{preset}\"")),
+            cron(preset, None),
+            "{preset}"
+        );
         assert!(parse_cron(preset).is_ok(), "{preset}");
     }
     let midnight = parse_cron("@midnight").expect("valid");
@@ -451,11 +504,15 @@ fn cron_with_timezone_and_every_are_accepted() {
     );
     assert_eq!(
         schedule_of("{every: 10s}"),
-        Some(Schedule::Every { interval: Duration::from_secs(10) })
+        Some(Schedule::Every {
+            interval: Duration::from_secs(10)
+        })
     );
     assert_eq!(
         schedule_of("{every: 90}"),
-        Some(Schedule::Every { interval: Duration::from_secs(90) })
+        Some(Schedule::Every {
+            interval: Duration::from_secs(90)
+        })
     );
     assert_eq!(schedule_of("null"), None);
 }
@@ -479,9 +536,17 @@ fn invalid_crons_are_rejected_with_the_reason() {
     let never = schedule_error("\"0 0 30 2 *\"");
     assert!(never.contains("never matches any date"), "{never}");
     let preset = schedule_error("\"@dayly\"");
-    assert!(preset.ends_with("unknown cron preset `@dayly` (hint: did you mean `@daily`?)"), "{preset}");
-    let junk = schedule_error("\"every day\"");
-    assert!(junk.contains("invalid cron expression `every day`"), "{junk}");
+    assert!(
+        preset.ends_with("unknown cron preset `@dayly` (hint: did you mean `@daily`?)"),
+        "{preset}"
+    );
+    let words = schedule_error("\"every day\"");
+    assert!(words.contains("`every day` has 2 fields"), "{words}");
+    let junk = schedule_error("\"a b c d e\"");
+    assert!(
+        junk.contains("invalid cron expression `a b c d e`: minute field `a`"),
+        "{junk}"
+    );
 }
 
 #[test]
@@ -512,9 +577,16 @@ tasks:
     let found = errors(source);
     assert_eq!(found.len(), 4, "{found:#?}");
     assert!(found[0].starts_with("dags/x.yaml:2:13: error: invalid date `31/01/2024`"));
-    assert!(found[1].starts_with("dags/x.yaml:4:16: error: `retry_delay`: invalid duration `soon`"));
-    assert!(found[1].ends_with("(hint: write a number of seconds or a duration such as `30s`, `5m` or `1h 30m`)"));
-    assert_eq!(found[2], "dags/x.yaml:5:12: error: `timeout` must be longer than zero");
+    assert!(
+        found[1].starts_with("dags/x.yaml:4:16: error: `retry_delay`: invalid duration `soon`")
+    );
+    assert!(found[1].ends_with(
+        "(hint: write a number of seconds or a duration such as `30s`, `5m` or `1h 30m`)"
+    ));
+    assert_eq!(
+        found[2],
+        "dags/x.yaml:5:12: error: `timeout` must be longer than zero"
+    );
     assert!(found[3].starts_with("dags/x.yaml:7:42: error: `max_retry_delay` must be a duration"));
 }
 
@@ -522,15 +594,24 @@ tasks:
 fn start_date_accepts_rfc3339_and_plain_dates() {
     let at = |s: &str| parse_start_date(s).map(|d| d.to_rfc3339());
     assert_eq!(at("2024-01-31"), Ok("2024-01-31T00:00:00+00:00".to_owned()));
-    assert_eq!(at("2024-01-31T06:30:00+02:00"), Ok("2024-01-31T04:30:00+00:00".to_owned()));
-    assert!(matches!(at("2024-02-30"), Err(ScheduleError::InvalidDate(_))));
+    assert_eq!(
+        at("2024-01-31T06:30:00+02:00"),
+        Ok("2024-01-31T04:30:00+00:00".to_owned())
+    );
+    assert!(matches!(
+        at("2024-02-30"),
+        Err(ScheduleError::InvalidDate(_))
+    ));
 }
 
 #[test]
 fn helpers_parse_durations_and_timezones() {
     assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
     assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-    assert!(matches!(parse_duration("-1s"), Err(ScheduleError::InvalidDuration { .. })));
+    assert!(matches!(
+        parse_duration("-1s"),
+        Err(ScheduleError::InvalidDuration { .. })
+    ));
     assert!(matches!(parse_duration("100000000000y"), Err(_)));
     assert_eq!(parse_timezone("Europe/Paris"), Ok(chrono_tz::Europe::Paris));
     assert!(parse_timezone("Mars/Olympus").is_err());
@@ -554,10 +635,19 @@ tasks:
     trigger_rule: sometimes
 "#;
     let found = errors(source);
-    let positions: Vec<&str> = found.iter().map(|e| e.split(": ").next().unwrap_or("")).collect();
+    let positions: Vec<&str> = found
+        .iter()
+        .map(|e| e.split(": ").next().unwrap_or(""))
+        .collect();
     assert_eq!(
         positions,
-        ["dags/x.yaml:3:10", "dags/x.yaml:6:11", "dags/x.yaml:9:27", "dags/x.yaml:10:5", "dags/x.yaml:14:19"],
+        [
+            "dags/x.yaml:3:10",
+            "dags/x.yaml:6:11",
+            "dags/x.yaml:9:27",
+            "dags/x.yaml:10:5",
+            "dags/x.yaml:14:19"
+        ],
         "{found:#?}"
     );
 }
@@ -566,17 +656,33 @@ tasks:
 fn yaml_syntax_errors_have_positions() {
     let found = errors("dag_id: x\ntasks:\n  - {id: a, kind: noop\n");
     assert_eq!(found.len(), 1);
-    assert!(found[0].starts_with("dags/x.yaml:4:1: error: invalid YAML:"), "{}", found[0]);
+    assert!(
+        found[0].starts_with("dags/x.yaml:4:1: error: invalid YAML:"),
+        "{}",
+        found[0]
+    );
 
-    assert_one_error("dag_id: x\ndag_id: y\n", "dags/x.yaml:2:1: error: duplicate key `dag_id`, first set on line 1");
-    assert_one_error("- a\n- b\n", "dags/x.yaml:1:1: error: a DAG file must be a mapping");
-    assert_one_error("dag_id: &id x\n", "dags/x.yaml:1:9: error: YAML anchors and aliases");
-    assert_one_error("dag_id: !!str x\n", "dags/x.yaml:1:9: error: YAML tags are not supported");
+    assert_one_error(
+        "dag_id: x\ndag_id: y\n",
+        "dags/x.yaml:2:1: error: duplicate key `dag_id`, first set on line 1",
+    );
+    assert_one_error(
+        "- a\n- b\n",
+        "dags/x.yaml:1:1: error: a DAG file must be a mapping",
+    );
+    assert_one_error(
+        "dag_id: &id x\n",
+        "dags/x.yaml:1:13: error: YAML anchors and aliases",
+    );
+    assert_one_error(
+        "dag_id: !!str x\n",
+        "dags/x.yaml:1:9: error: YAML tags are not supported",
+    );
 }
 
 #[test]
 fn deep_nesting_is_rejected_without_overflowing_the_stack() {
-    let deep = format!("dag_id: x\nparams:\n  p: {}\n", "- ".repeat(100_000));
+    let deep = format!("dag_id: x\nparams:\n  p:\n    {}x\n", "- ".repeat(100_000));
     let found = errors(&deep);
     assert_eq!(found.len(), 1);
     assert!(found[0].contains("YAML nests deeper than"), "{}", found[0]);
@@ -626,10 +732,14 @@ fn odd_inputs_give_errors_not_panics() {
 #[test]
 fn folder_load_keeps_valid_dags_and_reports_broken_files() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("write");
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("write");
     write("a.yaml", "dag_id: one\ntasks: [{id: t, kind: noop}]\n");
     write("b.yml", "dag_id: two\ntasks: [{id: t, kind: nope}]\n");
-    write("c.yaml", "# same id as a.yaml\ndag_id: one\ntasks: [{id: t, kind: noop}]\n");
+    write(
+        "c.yaml",
+        "# same id as a.yaml\ndag_id: one\ntasks: [{id: t, kind: noop}]\n",
+    );
     write("d.txt", "not a dag");
     write(".hidden.yaml", "junk: [");
     std::fs::create_dir(dir.path().join("sub.yaml")).expect("mkdir");
@@ -646,7 +756,10 @@ fn folder_load_keeps_valid_dags_and_reports_broken_files() {
     let broken: Vec<_> = load.errors.iter().map(|f| f.path.file_name()).collect();
     assert_eq!(broken, [Some("b.yml".as_ref()), Some("c.yaml".as_ref())]);
     let duplicate = load.errors[1].errors[0].to_string();
-    let expected = format!("{}:2:9: error: DAG id `one` is already declared in", dir.path().join("c.yaml").display());
+    let expected = format!(
+        "{}:2:9: error: DAG id `one` is already declared in",
+        dir.path().join("c.yaml").display()
+    );
     assert!(duplicate.starts_with(&expected), "{duplicate}");
 }
 
@@ -657,8 +770,12 @@ fn missing_folder_is_an_io_error() {
 
 #[test]
 fn any_kind_accepts_every_kind() {
-    let dag = parse_dag(Path::new("x.yaml"), "dag_id: x\ntasks: [{id: a, kind: spark, params: {x: 1}}]\n", &AnyKind)
-        .expect("any kind is known");
+    let dag = parse_dag(
+        Path::new("x.yaml"),
+        "dag_id: x\ntasks: [{id: a, kind: spark, params: {x: 1}}]\n",
+        &AnyKind,
+    )
+    .expect("any kind is known");
     assert_eq!(dag.tasks[0].kind, "spark");
 }
 
@@ -666,8 +783,11 @@ fn any_kind_accepts_every_kind() {
 fn example_dags_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags");
     let load = load_dag_folder(&dir, &TestKinds).expect("dags folder is readable");
-    let problems: Vec<String> =
-        load.errors.iter().flat_map(|f| f.errors.iter().map(ToString::to_string)).collect();
+    let problems: Vec<String> = load
+        .errors
+        .iter()
+        .flat_map(|f| f.errors.iter().map(ToString::to_string))
+        .collect();
     assert!(problems.is_empty(), "{problems:#?}");
     let ids: Vec<&str> = load.dags.iter().map(|l| l.dag.dag_id.as_str()).collect();
     for id in ["example_diamond", "example_noop_chain", "example_retries"] {

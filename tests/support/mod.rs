@@ -1,0 +1,218 @@
+//! Running `rtmas` processes for end-to-end tests: a scheduler and two
+//! workers on a fresh database, stopped when the test ends. Their output is
+//! kept under `target/test-artifacts/` for post-mortems.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use rtmas_scheduler::store::{RunRow, Store};
+use tokio::process::{Child, Command};
+
+/// How long a condition may take before a test gives up.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// A scheduler and two workers over one database.
+pub struct System {
+    pub store: Store,
+    pub url: String,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+/// The `rtmas` binary under test.
+pub fn rtmas() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rtmas"))
+}
+
+/// The lines of a marks file, in order.
+pub fn marks(path: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Extension for reading a child's output.
+pub trait OutputText {
+    fn stderr_text(&self) -> String;
+    fn stdout_text(&self) -> String;
+}
+
+impl OutputText for Output {
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+impl System {
+    /// On a fresh PostgreSQL database.
+    pub async fn postgres(label: &str) -> System {
+        let url = rtmas_scheduler::testing::fresh_postgres_url(label).await;
+        System::start(url, tempfile::tempdir().expect("temp dir")).await
+    }
+
+    /// On a fresh SQLite file.
+    pub async fn sqlite() -> System {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("rtmas.db").display());
+        System::start(url, dir).await
+    }
+
+    async fn start(url: String, dir: tempfile::TempDir) -> System {
+        std::fs::create_dir_all(dir.path().join("dags")).expect("dags dir");
+        let mut system = System {
+            store: connect(&url).await,
+            url,
+            dir,
+            children: Vec::new(),
+        };
+        let migrate = system
+            .command(&["db", "migrate"])
+            .output()
+            .await
+            .expect("run migrate");
+        assert!(
+            migrate.status.success(),
+            "migrate failed: {}",
+            migrate.stderr_text()
+        );
+        system.spawn("scheduler", &["scheduler"]);
+        system.spawn(
+            "worker-1",
+            &["worker", "--concurrency", "2", "--name", "worker-1"],
+        );
+        system.spawn(
+            "worker-2",
+            &["worker", "--concurrency", "2", "--name", "worker-2"],
+        );
+        system
+    }
+
+    /// A `rtmas` command on this system's database and DAG folder.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = rtmas();
+        cmd.args(args)
+            .env("DATABASE_URL", &self.url)
+            .env("RTMAS_DAGS_DIR", self.dir.path().join("dags"))
+            .env("RTMAS_SCHEDULER__DAG_SYNC_INTERVAL", "200ms")
+            .env("RTMAS_SCHEDULER__POLL_INTERVAL", "200ms")
+            .env("RTMAS_WORKER__POLL_INTERVAL", "100ms")
+            .env("RTMAS_WORKER__GRACE_PERIOD", "5s")
+            .env("RUST_LOG", "info,rtmas_scheduler=debug")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    fn spawn(&mut self, name: &str, args: &[&str]) {
+        let log = artifact_dir().join(format!("{}-{name}.log", self.label()));
+        let file = std::fs::File::create(&log).expect("artifact log file");
+        let child = self
+            .command(args)
+            .stdout(file.try_clone().expect("clone log file"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn rtmas");
+        self.children.push(child);
+    }
+
+    fn label(&self) -> String {
+        self.dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Path of a file tasks can append marks to.
+    pub fn marks_path(&self) -> String {
+        self.dir.path().join("marks").display().to_string()
+    }
+
+    /// The folder the scheduler reads DAGs from.
+    pub fn dags_dir(&self) -> PathBuf {
+        self.dir.path().join("dags")
+    }
+
+    /// Writes a DAG file into the DAG folder.
+    pub fn write_dag(&self, file: &str, yaml: &str) {
+        std::fs::write(self.dags_dir().join(file), yaml).expect("write DAG file");
+    }
+
+    /// Waits until the scheduler has synced the DAG.
+    pub async fn wait_for_dag(&self, dag_id: &str) {
+        wait_until(&format!("DAG {dag_id} synced"), || async {
+            self.store.dag(dag_id).await.is_ok()
+        })
+        .await;
+    }
+
+    /// `rtmas dags trigger DAG --wait`, bounded by [`PATIENCE`].
+    pub async fn trigger_wait(&self, dag_id: &str) -> Output {
+        let run = self
+            .command(&["dags", "trigger", dag_id, "--wait"])
+            .output();
+        tokio::time::timeout(PATIENCE, run)
+            .await
+            .unwrap_or_else(|_| panic!("run of {dag_id} did not finish within {PATIENCE:?}"))
+            .expect("run rtmas dags trigger")
+    }
+
+    /// The newest run of a DAG.
+    pub async fn last_run(&self, dag_id: &str) -> RunRow {
+        self.store
+            .list_runs(dag_id, 1)
+            .await
+            .expect("list runs")
+            .remove(0)
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            if let Some(pid) = child.id() {
+                let pid = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+        // kill_on_drop reaps whatever did not stop on SIGTERM.
+    }
+}
+
+async fn connect(url: &str) -> Store {
+    let store = Store::connect(url).await.expect("connect to test database");
+    store.migrate().await.expect("migrate test database");
+    store
+}
+
+/// Where test processes' logs are kept.
+pub fn artifact_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir
+}
+
+/// Polls `check` until it holds, panicking after [`PATIENCE`].
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
