@@ -1,7 +1,228 @@
-pub async fn run(_c: &crate::config::Config, _b: BenchCommand) -> anyhow::Result<()> {
+//! `rtmas bench …`: benchmarks that print their figures. Targets live here
+//! and in BENCHMARKS.md, never in timed tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Subcommand;
+use rtmas_jobs::{Registry, WorkerConfig};
+use rtmas_scheduler::clock::SystemClock;
+use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
+use rtmas_scheduler::store::{NewRun, RunRow, Store};
+use serde_json::json;
+
+use crate::cli::connect;
+use crate::config::Config;
+use crate::services::Services;
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Scheduling latency and throughput with noop tasks: a chain (upstream
+    /// end → downstream start, and the whole chain's time) and a wide DAG of
+    /// independent tasks. Use an otherwise idle database.
+    Scheduler {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Runs of each DAG; figures are medians over them.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Tasks in the chain.
+        #[arg(long, default_value_t = 40)]
+        chain: usize,
+        /// Independent tasks in the wide DAG.
+        #[arg(long, default_value_t = 1000)]
+        width: usize,
+        /// Worker runtimes, each with its own connection pool.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Concurrency of each worker.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+}
+
+pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Scheduler {
+            json,
+            repeats,
+            chain,
+            width,
+            workers,
+            concurrency,
+        } => {
+            let figures = scheduler_bench(
+                config,
+                repeats.max(1),
+                chain.max(2),
+                width.max(1),
+                workers.max(1),
+                concurrency,
+            )
+            .await?;
+            if json {
+                println!("{figures}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            }
+        }
+    }
     Ok(())
 }
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    Scheduler,
+
+async fn scheduler_bench(
+    config: &Config,
+    repeats: usize,
+    chain: usize,
+    width: usize,
+    workers: usize,
+    concurrency: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let store = connect(config).await?;
+    let dags = tempfile_dir()?;
+    let chain_id = format!("bench_chain{chain}");
+    let wide_id = format!("bench_wide{width}");
+    std::fs::write(dags.join("chain.yaml"), chain_dag(&chain_id, chain))?;
+    std::fs::write(dags.join("wide.yaml"), wide_dag(&wide_id, width))?;
+
+    let mut services = Services::new();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(Registry::builtin()),
+        Arc::new(SystemClock),
+        SchedulerConfig {
+            dags_dir: dags.clone(),
+            dag_sync_interval: Duration::from_secs(3600),
+            poll_interval: config.scheduler.poll_interval,
+        },
+    );
+    scheduler
+        .sync_dags()
+        .await
+        .context("failed to sync the benchmark DAGs")?;
+    services.spawn_scheduler(scheduler);
+    for i in 0..workers {
+        let worker = WorkerConfig {
+            name: format!("bench-{}-{i}", std::process::id()),
+            hostname: "bench".to_owned(),
+            concurrency,
+            grace_period: Duration::from_secs(5),
+            poll_interval: config.worker.poll_interval,
+        };
+        services.spawn_worker(connect(config).await?, Registry::builtin(), worker);
+    }
+
+    let mut latencies_ms = Vec::new();
+    let mut chain_seconds = Vec::new();
+    for _ in 0..repeats {
+        let run = run_to_end(&store, &chain_id).await?;
+        let tis = store.task_instances(run.id).await?;
+        for pair in tis.windows(2) {
+            if let (Some(end), Some(start)) = (pair[0].end_date, pair[1].start_date) {
+                latencies_ms.push((start - end).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+            }
+        }
+        let end = run.end_date.context("finished run has an end date")?;
+        chain_seconds.push((end - run.queued_at).num_milliseconds() as f64 / 1000.0);
+    }
+    let mut tasks_per_second = Vec::new();
+    for _ in 0..repeats {
+        let run = run_to_end(&store, &wide_id).await?;
+        let end = store
+            .task_instances(run.id)
+            .await?
+            .iter()
+            .filter_map(|t| t.end_date)
+            .max();
+        let end = end.context("finished run has ended tasks")?;
+        let seconds = (end - run.queued_at).num_milliseconds().max(1) as f64 / 1000.0;
+        tasks_per_second.push(width as f64 / seconds);
+    }
+
+    services.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dags);
+
+    Ok(json!({
+        "backend": store.backend_name(),
+        "repeats": repeats,
+        "workers": workers,
+        "concurrency": concurrency,
+        "latency_p50_ms": round(percentile(&mut latencies_ms, 50.0)),
+        "latency_p99_ms": round(percentile(&mut latencies_ms, 99.0)),
+        format!("chain{chain}_seconds"): round(percentile(&mut chain_seconds, 50.0)),
+        "tasks_per_second": round(percentile(&mut tasks_per_second, 50.0)),
+        "samples": {
+            "latency_edges": latencies_ms.len(),
+            "chain_seconds": chain_seconds,
+            "tasks_per_second": tasks_per_second.iter().map(|v| round(*v)).collect::<Vec<_>>(),
+        },
+    }))
+}
+
+async fn run_to_end(store: &Store, dag_id: &str) -> anyhow::Result<RunRow> {
+    let now = Utc::now();
+    let run = store
+        .create_run(&NewRun::manual(dag_id, json!({}), now), now)
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let row = store.run(run.id).await?;
+        if row.state.is_finished() {
+            anyhow::ensure!(
+                row.state == rtmas_scheduler::state::RunState::Success,
+                "benchmark run {} ended {}",
+                row.run_id,
+                row.state
+            );
+            return Ok(row);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "benchmark run took over 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn chain_dag(dag_id: &str, n: usize) -> String {
+    let mut yaml =
+        format!("dag_id: {dag_id}\nmax_active_runs: 1\ntasks:\n  - {{id: t0, kind: noop}}\n");
+    for i in 1..n {
+        yaml.push_str(&format!(
+            "  - {{id: t{i}, kind: noop, depends_on: [t{}]}}\n",
+            i - 1
+        ));
+    }
+    yaml
+}
+
+fn wide_dag(dag_id: &str, n: usize) -> String {
+    let mut yaml = format!("dag_id: {dag_id}\nmax_active_runs: 1\ntasks:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("  - {{id: t{i}, kind: noop}}\n"));
+    }
+    yaml
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rtmas-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Nearest-rank percentile; sorts `values`.
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+fn round(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }

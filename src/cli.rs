@@ -13,7 +13,7 @@ use rtmas_jobs::{Registry, WorkerConfig, run_worker};
 use rtmas_scheduler::clock::SystemClock;
 use rtmas_scheduler::dag::load_dag_folder;
 use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
-use rtmas_scheduler::store::{NewRun, RunRow, Store};
+use rtmas_scheduler::store::{NewRun, RunRow, Store, StoreError};
 use serde_json::json;
 
 use crate::config::Config;
@@ -333,9 +333,14 @@ pub async fn runs(config: &Config, command: RunsCommand) -> anyhow::Result<ExitC
         }
         RunsCommand::Show { run_id, dag, json } => {
             let mut matches = store.runs_by_run_id(&run_id).await?;
-            if matches.is_empty() {
-                if let Ok(key) = run_id.parse::<i64>() {
-                    matches = store.run(key).await.map(|r| vec![r]).unwrap_or_default();
+            // A bare number may also be the run's database key.
+            if matches.is_empty()
+                && let Ok(key) = run_id.parse::<i64>()
+            {
+                match store.run(key).await {
+                    Ok(run) => matches.push(run),
+                    Err(StoreError::RunNotFound(_)) => {}
+                    Err(err) => return Err(err.into()),
                 }
             }
             if let Some(dag) = &dag {

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod config;
+mod services;
 mod standalone;
 
 use std::path::PathBuf;

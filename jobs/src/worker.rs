@@ -25,6 +25,9 @@ const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 /// Cap on exponential backoff when a DAG sets none.
 const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 
+/// How often the queue backend beats; see the module docs for why it is short.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -50,6 +53,8 @@ pub enum WorkerError {
 
 struct Runtime {
     store: Store,
+    /// Asks the queue for more work: raised when a try ends and frees a slot.
+    wake: futures::channel::mpsc::UnboundedSender<()>,
     registry: Registry,
     config: WorkerConfig,
     versions: Mutex<HashMap<i64, Arc<Dag>>>,
@@ -70,8 +75,20 @@ pub async fn run_worker(
     let concurrency = config.concurrency.max(1);
     let poll = config.poll_interval;
     let name = config.name.clone();
+    let (wake, woken) = futures::channel::mpsc::unbounded::<()>();
+    let (queued_tx, queued) = futures::channel::mpsc::unbounded::<()>();
+    let local_jobs = store.local_jobs();
+    tokio::spawn(async move {
+        loop {
+            local_jobs.notified().await;
+            if queued_tx.unbounded_send(()).is_err() {
+                break;
+            }
+        }
+    });
     let runtime = Arc::new(Runtime {
         store: store.clone(),
+        wake,
         registry,
         config,
         versions: Mutex::default(),
@@ -87,11 +104,18 @@ pub async fn run_worker(
         Pool::Postgres(pool) => {
             let config = apalis_postgres::Config::default()
                 .queue(QUEUE_NAME)
-                .batch_size(concurrency);
+                .batch_size(concurrency)
+                .heartbeat_interval(HEARTBEAT);
             let pubsub = apalis_postgres::Pubsub::new(pool.clone(), QUEUE_NAME.to_owned());
             let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool)
                 .with_config(config)
-                .poll_with_strategy(Strategy::new().stream(pubsub).interval(poll));
+                .poll_with_strategy(
+                    Strategy::new()
+                        .stream(pubsub)
+                        .stream(woken)
+                        .stream(queued)
+                        .interval(poll),
+                );
             let worker = WorkerBuilder::new(name.as_str())
                 .backend(backend)
                 .data(runtime)
@@ -102,10 +126,11 @@ pub async fn run_worker(
         Pool::Sqlite(pool) => {
             let config = apalis_sqlite::Config::default()
                 .queue(QUEUE_NAME)
-                .batch_size(concurrency);
+                .batch_size(concurrency)
+                .heartbeat_interval(HEARTBEAT);
             let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool)
                 .with_config(config)
-                .poll_with_strategy(Strategy::new().interval(poll));
+                .poll_with_strategy(Strategy::new().stream(woken).stream(queued).interval(poll));
             let worker = WorkerBuilder::new(name.as_str())
                 .backend(backend)
                 .data(runtime)
@@ -143,7 +168,10 @@ async fn run_with_grace<E: std::fmt::Display>(
 
 async fn handle(job: TaskJob, runtime: Data<Arc<Runtime>>) -> Result<(), BoxDynError> {
     let runtime = runtime.0.clone();
-    if let Err(err) = run_try(&runtime, job).await {
+    let result = run_try(&runtime, job).await;
+    // A slot is free: look for more work now rather than at the next poll.
+    let _ = runtime.wake.unbounded_send(());
+    if let Err(err) = result {
         warn!(ti_id = job.ti_id, try_number = job.try_number, error = %err, "cannot run try");
         return Err(Box::new(err));
     }
@@ -181,10 +209,7 @@ async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), StoreError> {
         let (result, args) = execute(runtime, &claim, log.clone()).await;
         let now = Utc::now();
         let outcome = match result {
-            Ok(value) => {
-                log.line("rtmas", "try succeeded");
-                TryOutcome::Success(value)
-            }
+            Ok(value) => TryOutcome::Success(value),
             Err(err) => {
                 let retry_at = (claim.try_number < claim.max_tries)
                     .then(|| now + retry_delay(&args, claim.try_number));

@@ -1,9 +1,10 @@
 //! Loading DAG files: YAML in, a validated [`Dag`] or every error found out,
 //! each with its file, line and column.
 //!
-//! The work is split by role: `node` gives typed access to YAML nodes,
-//! `decode` maps DAG and task keys onto the model, `schedule` parses
-//! schedules, durations and dates, and `graph` checks task dependencies.
+//! The work is split by role: `yaml` parses text into nodes, `node` gives
+//! typed access to them, `decode` maps DAG and task keys onto the model,
+//! `schedule` parses schedules, durations and dates, and `graph` checks task
+//! dependencies.
 //!
 //! NOTE: YAML anchors, aliases and tags are refused, and a duplicate key stops
 //! the parse, so such a file reports that one error only.
@@ -12,6 +13,7 @@ mod decode;
 mod graph;
 mod node;
 pub mod schedule;
+mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -263,11 +263,11 @@ impl Scheduler {
             }
             report.tries_queued += jobs.len();
         }
-        if let Some(state) = decisions.run_state {
-            if self.store.finish_run(run.id, state, now).await? {
-                info!(state = %state, "run finished");
-                report.runs_finished += 1;
-            }
+        if let Some(state) = decisions.run_state
+            && self.store.finish_run(run.id, state, now).await?
+        {
+            info!(state = %state, "run finished");
+            report.runs_finished += 1;
         }
         Ok(())
     }

@@ -91,6 +91,7 @@ pub(crate) use on_pool;
 pub struct Store {
     pool: Pool,
     events: Arc<Notify>,
+    jobs: Arc<Notify>,
 }
 
 impl Store {
@@ -121,6 +122,7 @@ impl Store {
         Store {
             pool,
             events: Arc::new(Notify::new()),
+            jobs: Arc::new(Notify::new()),
         }
     }
 
@@ -182,6 +184,12 @@ impl Store {
     /// The in-process signal behind [`Store::announce`].
     pub fn local_events(&self) -> Arc<Notify> {
         self.events.clone()
+    }
+
+    /// An in-process signal raised whenever this handle queues jobs, so a
+    /// worker in the same process (standalone mode) takes them at once.
+    pub fn local_jobs(&self) -> Arc<Notify> {
+        self.jobs.clone()
     }
 }
 

@@ -314,6 +314,9 @@ impl Store {
                 jobs
             }
         };
+        if !jobs.is_empty() {
+            self.jobs.notify_waiters();
+        }
         Ok(jobs)
     }
 

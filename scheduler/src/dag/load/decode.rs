@@ -4,15 +4,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use marked_yaml::Node;
 use marked_yaml::types::MarkedMappingNode;
-use marked_yaml::{LoadError, LoaderOptions, Node};
 
 use super::graph::{self, TaskNode};
 use super::node::{
     Diag, Field, Fields, MAX_DEPTH, Pos, boolean, closest, describe, drop_flat, duration, integer,
     mapping_pos, node_pos, string, string_list, to_json, too_deep, wrong_type,
 };
-use super::{DagError, KindCatalog, schedule};
+use super::{DagError, KindCatalog, schedule, yaml};
 use crate::dag::model::{DEFAULT_MAX_ACTIVE_RUNS, Dag, Task, TaskArgs, TriggerRule};
 
 const DAG_KEYS: [&str; 10] = [
@@ -66,13 +66,9 @@ pub(super) struct Parsed {
 /// Parses and validates one DAG file.
 pub(super) fn parse(file: &Path, source: &str, kinds: &dyn KindCatalog) -> Parsed {
     let mut d = Diag::new(file);
-    let options = LoaderOptions::default()
-        .prevent_coercion(true)
-        .error_on_duplicate_keys(true);
-    let root = match marked_yaml::parse_yaml_with_options(0, source, options) {
+    let root = match yaml::parse(source) {
         Ok(root) => root,
-        Err(err) => {
-            let (pos, message) = describe_load_error(&err);
+        Err((pos, message)) => {
             d.error(pos, message);
             return Parsed {
                 dag: None,
@@ -110,43 +106,6 @@ pub(super) fn parse(file: &Path, source: &str, kinds: &dyn KindCatalog) -> Parse
         dag: dag.filter(|_| errors.is_empty()),
         dag_id,
         errors,
-    }
-}
-
-/// Position and message of a YAML syntax error.
-fn describe_load_error(err: &LoadError) -> (Pos, String) {
-    let pos = |m: &marked_yaml::Marker| Pos {
-        line: m.line().max(1),
-        column: m.column().max(1),
-    };
-    match err {
-        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => (
-            pos(m),
-            "a DAG file must be a mapping of keys such as `dag_id`".to_owned(),
-        ),
-        LoadError::UnexpectedAnchor(m) => (
-            pos(m),
-            "YAML anchors and aliases are not supported in DAG files".to_owned(),
-        ),
-        LoadError::MappingKeyMustBeScalar(m) => {
-            (pos(m), "mapping keys must be plain strings".to_owned())
-        }
-        LoadError::UnexpectedTag(m) => (
-            pos(m),
-            "YAML tags are not supported in DAG files".to_owned(),
-        ),
-        LoadError::ScanError(m, scan) => (pos(m), format!("invalid YAML: {}", scan.info())),
-        LoadError::DuplicateKey(dup) => {
-            let first = Pos::of(dup.prev_key.span());
-            (
-                Pos::of(dup.key.span()),
-                format!(
-                    "duplicate key `{}`, first set on line {}",
-                    dup.key.as_str(),
-                    first.line
-                ),
-            )
-        }
     }
 }
 

@@ -188,11 +188,17 @@ pub(super) fn describe(node: &Node) -> String {
         _ if is_null(node) => "nothing".to_owned(),
         Node::Scalar(s) => {
             let text = s.as_str();
-            if text.chars().count() > 40 {
-                let cut: String = text.chars().take(37).collect();
-                format!("`{cut}...`")
+            let shown = if text.chars().count() > 40 {
+                format!("{}...", text.chars().take(37).collect::<String>())
             } else {
-                format!("`{text}`")
+                text.to_owned()
+            };
+            // Quotes make `"true"` a string; show them so the message is not
+            // "must be `true` or `false`, found `true`".
+            if s.may_coerce() {
+                format!("`{shown}`")
+            } else {
+                format!("the string `\"{shown}\"`")
             }
         }
     }
@@ -248,8 +254,8 @@ pub(super) fn integer(d: &mut Diag, field: Field, min: u32) -> Option<u32> {
     value
 }
 
-/// A duration: an unquoted number of seconds, or text such as `30s` or
-/// `1h 30m`. Zero is refused when `positive`.
+/// A duration: a number of seconds, or text such as `30s` or `1h 30m`.
+/// Zero is refused when `positive`.
 pub(super) fn duration(d: &mut Diag, field: Field, positive: bool) -> Option<Duration> {
     let Node::Scalar(s) = field.value else {
         wrong_type(d, field, "a duration such as `30s`, `5m` or `1h 30m`");
