@@ -98,7 +98,7 @@ async fn running_run(store: &Store, dag_id: &str, tasks: &[&str]) -> i64 {
 async fn sync_records_a_version_per_content_hash(store: Store) {
     let first = dag_file("etl", &["a", "b"]);
     let report = store
-        .sync_dags(&[first.clone()], &[], t0())
+        .sync_dags(std::slice::from_ref(&first), &[], t0())
         .await
         .expect("sync");
     assert_eq!(report.new_versions, vec!["etl".to_owned()]);

@@ -1,0 +1,32 @@
+# Shared by the project's scripts: makes sure the services that the tests
+# talk to are installed and running. Every function is idempotent: it uses
+# what is there, installs what is missing and starts what is stopped.
+# Source it; do not run it.
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# PostgreSQL on 127.0.0.1:5432 with trust auth for user postgres.
+ensure_postgres() {
+    if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+        return
+    fi
+    if ! command -v pg_ctlcluster >/dev/null; then
+        log "installing PostgreSQL (Debian package)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
+    fi
+    local version
+    version=$(ls /etc/postgresql | sort -V | tail -1)
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    # The tests connect over TCP as postgres without a password.
+    if ! grep -q '^host all postgres 127.0.0.1/32 trust' "$hba"; then
+        sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+    fi
+    log "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 60); do
+        pg_isready -q -h 127.0.0.1 -p 5432 && return
+        sleep 0.5
+    done
+    log "PostgreSQL did not start on 127.0.0.1:5432"
+    return 1
+}
