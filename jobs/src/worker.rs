@@ -1,6 +1,18 @@
 //! The worker runtime: takes task tries off the apalis queue, claims each in
 //! the store (so no try runs twice), runs its kind under the task's timeout,
 //! and records the outcome, the log and a retry time when tries are left.
+//!
+//! A worker asks the queue for jobs when the scheduler announces new ones
+//! (PostgreSQL NOTIFY, or an in-process signal in standalone mode), when one
+//! of its own tries ends and frees a slot, and on a poll interval as the
+//! fallback.
+//!
+//! NOTE: apalis 1.0 workers can sit idle after start-up and after a burst of
+//! work until the backend's next heartbeat, even when a wake-up stream has
+//! fired (the poll strategy's wake-up is lost while the worker is not
+//! polling). The heartbeat is therefore set to one second instead of the
+//! default thirty, which bounds that stall; it costs one small query per
+//! second per worker.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,7 +37,7 @@ const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
 /// Cap on exponential backoff when a DAG sets none.
 const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 
-/// How often the queue backend beats; see the module docs for why it is short.
+/// How often the queue backend beats; the module docs say why it is short.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How a worker runs.
@@ -289,7 +301,7 @@ async fn execute(
             Ok(result) => result,
             Err(_) => Err(JobError::Failed(format!(
                 "timed out after {}",
-                humantime_like(limit)
+                humantime::format_duration(limit)
             ))),
         },
         None => run.await,
@@ -330,8 +342,4 @@ pub fn retry_delay(args: &TaskArgs, try_number: i32) -> chrono::Duration {
         base
     };
     chrono::Duration::from_std(delay.min(cap)).unwrap_or(chrono::Duration::MAX)
-}
-
-fn humantime_like(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
 }

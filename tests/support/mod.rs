@@ -19,7 +19,7 @@ pub struct System {
     pub store: Store,
     pub url: String,
     dir: tempfile::TempDir,
-    children: Vec<Child>,
+    children: Vec<(String, Child)>,
 }
 
 /// The `rtmas` binary under test.
@@ -53,20 +53,25 @@ impl OutputText for Output {
 }
 
 impl System {
-    /// On a fresh PostgreSQL database.
+    /// On a fresh PostgreSQL database, with two workers of two slots each.
     pub async fn postgres(label: &str) -> System {
-        let url = rtmas_scheduler::testing::fresh_postgres_url(label).await;
-        System::start(url, tempfile::tempdir().expect("temp dir")).await
+        System::postgres_with_workers(label, &[("worker-1", 2), ("worker-2", 2)]).await
     }
 
-    /// On a fresh SQLite file.
+    /// On a fresh PostgreSQL database, with the given workers (name, slots).
+    pub async fn postgres_with_workers(label: &str, workers: &[(&str, u32)]) -> System {
+        let url = rtmas_scheduler::testing::fresh_postgres_url(label).await;
+        System::start(url, tempfile::tempdir().expect("temp dir"), workers).await
+    }
+
+    /// On a fresh SQLite file, with two workers of two slots each.
     pub async fn sqlite() -> System {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("rtmas.db").display());
-        System::start(url, dir).await
+        System::start(url, dir, &[("worker-1", 2), ("worker-2", 2)]).await
     }
 
-    async fn start(url: String, dir: tempfile::TempDir) -> System {
+    async fn start(url: String, dir: tempfile::TempDir, workers: &[(&str, u32)]) -> System {
         std::fs::create_dir_all(dir.path().join("dags")).expect("dags dir");
         let mut system = System {
             store: connect(&url).await,
@@ -85,15 +90,43 @@ impl System {
             migrate.stderr_text()
         );
         system.spawn("scheduler", &["scheduler"]);
-        system.spawn(
-            "worker-1",
-            &["worker", "--concurrency", "2", "--name", "worker-1"],
-        );
-        system.spawn(
-            "worker-2",
-            &["worker", "--concurrency", "2", "--name", "worker-2"],
-        );
+        for (name, slots) in workers {
+            system.spawn_worker(name, *slots);
+        }
         system
+    }
+
+    /// Starts one more worker process.
+    pub fn spawn_worker(&mut self, name: &str, slots: u32) {
+        let slots = slots.to_string();
+        self.spawn(name, &["worker", "--concurrency", &slots, "--name", name]);
+    }
+
+    /// Sends a signal to one of the system's processes.
+    pub fn signal(&self, name: &str, signal: nix::sys::signal::Signal) {
+        let pid = self.child(name).id().expect("process is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .expect("send signal");
+    }
+
+    /// Waits for one of the system's processes to exit, bounded by
+    /// [`PATIENCE`].
+    pub async fn wait_exit(&mut self, name: &str) -> std::process::ExitStatus {
+        let child = self.child_mut(name);
+        tokio::time::timeout(PATIENCE, child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not exit within {PATIENCE:?}"))
+            .expect("wait for process")
+    }
+
+    fn child(&self, name: &str) -> &Child {
+        let found = self.children.iter().find(|(n, _)| n == name);
+        &found.unwrap_or_else(|| panic!("no process {name}")).1
+    }
+
+    fn child_mut(&mut self, name: &str) -> &mut Child {
+        let found = self.children.iter_mut().find(|(n, _)| n == name);
+        &mut found.unwrap_or_else(|| panic!("no process {name}")).1
     }
 
     /// A `rtmas` command on this system's database and DAG folder.
@@ -121,7 +154,7 @@ impl System {
             .stderr(file)
             .spawn()
             .expect("spawn rtmas");
-        self.children.push(child);
+        self.children.push((name.to_owned(), child));
     }
 
     fn label(&self) -> String {
@@ -155,6 +188,33 @@ impl System {
         .await;
     }
 
+    /// `rtmas dags trigger DAG`, returning the new run.
+    pub async fn trigger(&self, dag_id: &str) -> RunRow {
+        let out = self
+            .command(&["dags", "trigger", dag_id, "--json"])
+            .output()
+            .await
+            .expect("run rtmas dags trigger");
+        assert!(
+            out.status.success(),
+            "trigger failed: {}",
+            out.stderr_text()
+        );
+        let run: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("trigger prints JSON");
+        let id = run["id"].as_i64().expect("trigger prints the run's id");
+        self.store.run(id).await.expect("triggered run")
+    }
+
+    /// Waits until a run has finished, returning it.
+    pub async fn wait_run_finished(&self, id: i64) -> RunRow {
+        wait_until(&format!("run {id} finished"), || async {
+            self.store.run(id).await.expect("run").end_date.is_some()
+        })
+        .await;
+        self.store.run(id).await.expect("run")
+    }
+
     /// `rtmas dags trigger DAG --wait`, bounded by [`PATIENCE`].
     pub async fn trigger_wait(&self, dag_id: &str) -> Output {
         let run = self
@@ -178,7 +238,7 @@ impl System {
 
 impl Drop for System {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for (_, child) in &mut self.children {
             if let Some(pid) = child.id() {
                 let pid = nix::unistd::Pid::from_raw(pid as i32);
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
