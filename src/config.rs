@@ -118,7 +118,12 @@ impl Config {
                     .only(&["DATABASE_URL"])
                     .map(|_| "database_url".into()),
             )
-            .merge(Env::prefixed("RTMAS_").split("__"));
+            // `RTMAS_TEST_*` belongs to the test suite, not to the system.
+            .merge(
+                Env::prefixed("RTMAS_")
+                    .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"))
+                    .split("__"),
+            );
         figment.extract().context("failed to load configuration")
     }
 
@@ -142,5 +147,57 @@ mod human_duration {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text)
             .map_err(|err| serde::de::Error::custom(format!("invalid duration `{text}`: {err}")))
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail` fixes the closures' error type; its size is not ours to pick.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_apply_without_file_or_environment() {
+        Jail::expect_with(|_jail| {
+            let config = Config::load(None).expect("defaults load");
+            assert_eq!(config.dags_dir, PathBuf::from("dags"));
+            assert_eq!(config.worker.concurrency, 8);
+            assert!(config.database_url().is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "rtmas.toml",
+                "database_url = \"sqlite:a.db\"\n[worker]\nconcurrency = 3\ngrace_period = \"1m\"\n",
+            )?;
+            jail.set_env("RTMAS_WORKER__CONCURRENCY", "5");
+            jail.set_env("DATABASE_URL", "postgres://db/rtmas");
+            jail.set_env("RTMAS_TEST_DATABASE_URL", "postgres://test");
+            let config = Config::load(None).expect("config loads");
+            assert_eq!(config.worker.concurrency, 5);
+            assert_eq!(config.worker.grace_period, Duration::from_secs(60));
+            assert_eq!(config.database_url().unwrap(), "postgres://db/rtmas");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_durations_are_named() {
+        Jail::expect_with(|jail| {
+            jail.create_file("rtmas.toml", "[worker]\nconcurency = 3\n")?;
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("concurency"), "{err}");
+
+            jail.create_file("rtmas.toml", "[scheduler]\npoll_interval = \"soon\"\n")?;
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("invalid duration `soon`"), "{err}");
+            assert!(err.contains("poll_interval"), "{err}");
+            Ok(())
+        });
     }
 }

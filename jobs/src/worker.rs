@@ -269,22 +269,13 @@ async fn execute(
         return (Err(JobError::Failed(err)), args);
     };
 
-    let mut params = serde_json::Map::new();
-    for (name, value) in &dag.params {
-        params.insert(name.clone(), value.clone());
-    }
-    if let Some(conf) = claim.conf.as_object() {
-        for (name, value) in conf {
-            params.insert(name.clone(), value.clone());
-        }
-    }
     let context = RunContext {
         dag_id: claim.dag_id.clone(),
         run_id: claim.run_id.clone(),
         logical_date: claim.logical_date,
         data_interval_start: claim.data_interval_start,
         data_interval_end: claim.data_interval_end,
-        params,
+        params: RunContext::merge_params(&dag.params, &claim.conf),
         conf: claim.conf.clone(),
     };
     let rendered = match render_params(&task.params, &context) {

@@ -9,6 +9,7 @@
 mod dags;
 mod runs;
 mod task_instances;
+mod tries;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use tokio::sync::Notify;
 
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
 pub use runs::{NewRun, RunRow, RunType};
-pub use task_instances::{Claim, LogLine, TaskInstanceRow, TryOutcome, TryRow};
+pub use task_instances::TaskInstanceRow;
+pub use tries::{Claim, LogLine, TryOutcome, TryRow};
 
 /// The Postgres channel on which task and run changes are announced.
 pub const EVENTS_CHANNEL: &str = "rtmas_events";
@@ -169,8 +171,7 @@ impl Store {
     /// once, and on Postgres to every process listening on
     /// [`EVENTS_CHANNEL`].
     pub async fn announce(&self, what: &str) -> Result<()> {
-        self.events.notify_waiters();
-        self.events.notify_one();
+        self.wake_local();
         if let Pool::Postgres(pool) = &self.pool {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(EVENTS_CHANNEL)
@@ -179,6 +180,13 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Raises the in-process signal of [`Store::announce`]: wakes a waiting
+    /// scheduler, or the next one to wait.
+    pub(crate) fn wake_local(&self) {
+        self.events.notify_waiters();
+        self.events.notify_one();
     }
 
     /// The in-process signal behind [`Store::announce`].
