@@ -10,6 +10,7 @@
 //! - [`store`]: the metadata store on PostgreSQL or SQLite.
 //! - [`queue`]: the job carried from scheduler to workers through apalis.
 //! - [`scheduler`]: the scheduling loop and the trigger-rule decisions.
+//! - [`timetable`]: the data intervals a schedule produces and which is due.
 //! - [`clock`]: the current time, controllable in tests.
 
 pub mod clock;
@@ -20,3 +21,4 @@ pub mod state;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod timetable;
