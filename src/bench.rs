@@ -89,7 +89,7 @@ async fn scheduler_bench(
     std::fs::write(dags.join("wide.yaml"), wide_dag(&wide_id, width))?;
 
     let mut services = Services::new();
-    let scheduler = Scheduler::new(
+    let mut scheduler = Scheduler::new(
         store.clone(),
         Arc::new(Registry::builtin()),
         Arc::new(SystemClock),

@@ -11,8 +11,10 @@
 //! - [`queue`]: the job carried from scheduler to workers through apalis.
 //! - [`scheduler`]: the scheduling loop and the trigger-rule decisions.
 //! - [`timetable`]: the data intervals a schedule produces and which is due.
+//! - [`backfill`]: planning and creating backfills over past date ranges.
 //! - [`clock`]: the current time, controllable in tests.
 
+pub mod backfill;
 pub mod clock;
 pub mod dag;
 pub mod queue;

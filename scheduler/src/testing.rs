@@ -74,3 +74,23 @@ pub async fn sqlite_store(dir: &std::path::Path) -> Store {
     store.migrate().await.expect("migrate test database");
     store
 }
+
+/// Defines, for each async test function `name(store: Store)`, a module
+/// `name` with two tests: `postgres` and `sqlite`, each on a fresh database.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(mod $name {
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::testing::postgres_store(stringify!($name)).await).await;
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().expect("temp dir");
+                super::$name($crate::testing::sqlite_store(dir.path()).await).await;
+            }
+        })*
+    };
+}

@@ -9,23 +9,7 @@ use rtmas_scheduler::queue::TaskJob;
 use rtmas_scheduler::state::{RunState, TaskState};
 use rtmas_scheduler::store::{LogLine, NewRun, Store, StoreError, TryOutcome};
 
-/// Runs `$name(store)` once per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(mod $name {
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(rtmas_scheduler::testing::postgres_store(stringify!($name)).await).await;
-            }
-
-            #[tokio::test]
-            async fn sqlite() {
-                let dir = tempfile::tempdir().expect("temp dir");
-                super::$name(rtmas_scheduler::testing::sqlite_store(dir.path()).await).await;
-            }
-        })*
-    };
-}
+use rtmas_scheduler::on_both_backends;
 
 on_both_backends!(
     sync_records_a_version_per_content_hash,

@@ -7,27 +7,35 @@
 //! within one), and a poll interval is only the fallback. Each run's
 //! decisions come from [`rules::decide`].
 //!
+//! Scheduled runs are created when their data interval ends (see
+//! [`crate::timetable`]); the loop also wakes for that moment and for
+//! retries that come due.
+//!
 //! NOTE: one scheduler per database is assumed for now. State changes are
-//! conditional on the state the scheduler saw, so a second scheduler would
-//! not corrupt a run, but it could start a queued run past
+//! conditional on the state the scheduler saw, and scheduled runs are
+//! created by compare-and-set, so a second scheduler would not corrupt a
+//! run or create one twice, but it could start a queued run past
 //! `max_active_runs`.
 
 pub mod rules;
+mod scheduled;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgListener;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::clock::Clock;
 use crate::dag::{Dag, KindCatalog, load_dag_folder};
 use crate::state::RunState;
-use crate::store::{EVENTS_CHANNEL, Pool, RunRow, Store, StoreError, SyncReport};
+use crate::store::{BackfillRow, EVENTS_CHANNEL, Pool, RunRow, Store, StoreError, SyncReport};
+use crate::timetable::Timetable;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -67,6 +75,10 @@ pub struct PassReport {
     pub settled: usize,
     /// Runs finished.
     pub runs_finished: usize,
+    /// Scheduled runs created.
+    pub runs_created: usize,
+    /// Backfills whose last run finished.
+    pub backfills_completed: usize,
 }
 
 /// The scheduler: one per database (see the module docs).
@@ -76,6 +88,11 @@ pub struct Scheduler {
     clock: Arc<dyn Clock>,
     config: SchedulerConfig,
     versions: HashMap<i64, Arc<Dag>>,
+    timetables: HashMap<i64, Arc<Timetable>>,
+    /// The earliest moment a scheduled run or a retry comes due.
+    next_due: Option<DateTime<Utc>>,
+    /// When the schedules are looked at next; `None` means at once.
+    scan_schedules_at: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -92,12 +109,15 @@ impl Scheduler {
             clock,
             config,
             versions: HashMap::new(),
+            timetables: HashMap::new(),
+            next_due: None,
+            scan_schedules_at: None,
         }
     }
 
     /// Reads the DAG folder and records it in the store. Broken files are
     /// recorded as import errors and leave the other DAGs running.
-    pub async fn sync_dags(&self) -> Result<SyncReport, SchedulerError> {
+    pub async fn sync_dags(&mut self) -> Result<SyncReport, SchedulerError> {
         let dir = &self.config.dags_dir;
         let folder = load_dag_folder(dir, self.kinds.as_ref()).map_err(|source| {
             SchedulerError::DagFolder {
@@ -114,6 +134,8 @@ impl Scheduler {
             .store
             .sync_dags(&folder.dags, &folder.errors, self.clock.now())
             .await?;
+        // A new version may have a new schedule.
+        self.scan_schedules_at = None;
         if !report.new_versions.is_empty() || !report.deactivated.is_empty() {
             info!(
                 new_versions = ?report.new_versions,
@@ -155,7 +177,7 @@ impl Scheduler {
                 continue;
             }
 
-            let sleep = tokio::time::sleep(self.config.poll_interval);
+            let sleep = tokio::time::sleep(self.sleep_time());
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = local.notified() => {}
@@ -196,9 +218,16 @@ impl Scheduler {
         }
     }
 
-    /// One scheduling pass over every queued and running run.
+    /// One scheduling pass: creates the scheduled runs that are due,
+    /// starts queued runs, and schedules the task instances of every
+    /// running run.
     pub async fn run_once(&mut self) -> Result<PassReport, SchedulerError> {
         let mut report = PassReport::default();
+        let now = self.clock.now();
+        self.next_due = None;
+        if self.scan_schedules_at.is_none_or(|at| at <= now) {
+            self.create_scheduled_runs(&mut report).await?;
+        }
         self.start_queued_runs(&mut report).await?;
         for run in self.store.runs_in_state(RunState::Running).await? {
             let span = info_span!("run", dag_id = %run.dag_id, run_id = %run.run_id);
@@ -206,20 +235,87 @@ impl Scheduler {
                 .instrument(span)
                 .await?;
         }
+        if report.runs_finished > 0 {
+            // A finished run frees a place under `max_active_runs`.
+            self.scan_schedules_at = None;
+            report.backfills_completed =
+                self.store.complete_finished_backfills(now).await? as usize;
+        }
         Ok(report)
     }
 
+    /// How long the loop may sleep: until the next due run or retry, and
+    /// never longer than the poll interval.
+    fn sleep_time(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        let wake = match (self.next_due, self.scan_schedules_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match wake {
+            Some(at) => (at - self.clock.now())
+                .to_std()
+                .unwrap_or_default()
+                .min(poll),
+            None => poll,
+        }
+    }
+
+    fn due_at(&mut self, at: DateTime<Utc>) {
+        self.next_due = Some(self.next_due.map_or(at, |t| t.min(at)));
+    }
+
+    /// Starts queued runs, oldest logical date first (newest first for a
+    /// backwards backfill), within `max_active_runs`: the DAG's for its own
+    /// runs, each backfill's for the backfill's. Runs of paused DAGs wait.
     async fn start_queued_runs(&mut self, report: &mut PassReport) -> Result<(), SchedulerError> {
-        let queued = self.store.runs_in_state(RunState::Queued).await?;
-        let mut running: HashMap<String, i64> = HashMap::new();
+        let mut queued = self.store.runs_in_state(RunState::Queued).await?;
+        if queued.is_empty() {
+            return Ok(());
+        }
+        let paused: HashSet<String> = self.store.paused_dag_ids().await?.into_iter().collect();
+        let backfills: HashMap<i64, BackfillRow> = if queued.iter().any(|r| r.backfill_id.is_some())
+        {
+            let rows = self.store.running_backfills().await?;
+            rows.into_iter().map(|b| (b.id, b)).collect()
+        } else {
+            HashMap::new()
+        };
+        // Runs come oldest first; a backwards backfill takes its newest first.
+        queued.sort_by_key(|run| {
+            let backwards = run
+                .backfill_id
+                .and_then(|id| backfills.get(&id))
+                .is_some_and(|b| b.backwards);
+            let key = run.logical_date.timestamp_micros();
+            (run.backfill_id, if backwards { -key } else { key })
+        });
+
+        let mut running: HashMap<(String, Option<i64>), i64> = HashMap::new();
         for run in queued {
+            if paused.contains(&run.dag_id) {
+                continue;
+            }
             let dag = self.version(run.version_id).await?;
-            let active = match running.get(&run.dag_id) {
-                Some(n) => *n,
-                None => self.store.count_running_runs(&run.dag_id).await?,
+            let limit = match run.backfill_id {
+                None => i64::from(dag.max_active_runs),
+                Some(id) => match backfills.get(&id) {
+                    Some(backfill) => i64::from(backfill.max_active_runs),
+                    // Cancelled: its runs do not start.
+                    None => continue,
+                },
             };
-            if active >= i64::from(dag.max_active_runs) {
-                running.insert(run.dag_id.clone(), active);
+            let key = (run.dag_id.clone(), run.backfill_id);
+            let active = match running.get(&key) {
+                Some(n) => *n,
+                None => {
+                    self.store
+                        .count_running_runs(&run.dag_id, run.backfill_id)
+                        .await?
+                }
+            };
+            if active >= limit {
+                running.insert(key, active);
                 continue;
             }
             let tasks: Vec<(String, String, i32)> = dag
@@ -234,7 +330,7 @@ impl Scheduler {
             if self.store.start_run(&run, &tasks, self.clock.now()).await? {
                 info!(dag_id = %run.dag_id, run_id = %run.run_id, "run started");
                 report.runs_started += 1;
-                running.insert(run.dag_id.clone(), active + 1);
+                running.insert(key, active + 1);
             }
         }
         Ok(())
@@ -249,6 +345,9 @@ impl Scheduler {
         let now = self.clock.now();
         let tis = self.store.task_instances(run.id).await?;
         let decisions = rules::decide(&dag, &tis, now);
+        if let Some(at) = decisions.next_retry {
+            self.due_at(at);
+        }
 
         if !decisions.settle.is_empty() {
             report.settled += self

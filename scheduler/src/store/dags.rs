@@ -236,4 +236,13 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Ids of the active DAGs that are paused.
+    pub async fn paused_dag_ids(&self) -> Result<Vec<String>> {
+        let sql = "SELECT dag_id FROM dag WHERE is_paused AND is_active";
+        let rows: Vec<(String,)> = on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
 }

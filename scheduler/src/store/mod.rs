@@ -6,8 +6,10 @@
 //! suite. Times are always bound from Rust, never taken from the database's
 //! clock, so a controllable clock drives both alike.
 
+mod backfills;
 mod dags;
 mod runs;
+mod scheduled;
 mod task_instances;
 mod tries;
 
@@ -20,8 +22,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 
+pub use backfills::{
+    BackfillProgress, BackfillRow, NewBackfill, PlannedAction, PlannedRun, Reprocess,
+};
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
 pub use runs::{NewRun, RunRow, RunType};
+pub use scheduled::ScheduledDag;
 pub use task_instances::TaskInstanceRow;
 pub use tries::{Claim, LogLine, TryOutcome, TryRow};
 
@@ -45,6 +51,9 @@ pub enum StoreError {
         /// The run id that is taken.
         run_id: String,
     },
+    /// No backfill has this key.
+    #[error("backfill {0} not found")]
+    BackfillNotFound(i64),
     /// No run matches.
     #[error("run `{0}` not found")]
     RunNotFound(String),

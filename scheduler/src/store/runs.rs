@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
-use super::{Result, Store, StoreError, on_pool, parse_state};
-use crate::state::{RunState, TaskState};
+use super::{Pool, Result, Store, StoreError, on_pool, parse_state};
+use crate::state::RunState;
 
 /// Why a run exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -102,10 +102,12 @@ pub struct RunRow {
     pub start_date: Option<DateTime<Utc>>,
     /// When it finished.
     pub end_date: Option<DateTime<Utc>>,
+    /// The backfill that created or last re-ran it.
+    pub backfill_id: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
-struct RawRun {
+pub(super) struct RawRun {
     id: i64,
     dag_id: String,
     run_id: String,
@@ -119,6 +121,7 @@ struct RawRun {
     queued_at: DateTime<Utc>,
     start_date: Option<DateTime<Utc>>,
     end_date: Option<DateTime<Utc>>,
+    backfill_id: Option<i64>,
 }
 
 impl TryFrom<RawRun> for RunRow {
@@ -139,6 +142,7 @@ impl TryFrom<RawRun> for RunRow {
             queued_at: raw.queued_at,
             start_date: raw.start_date,
             end_date: raw.end_date,
+            backfill_id: raw.backfill_id,
         })
     }
 }
@@ -146,11 +150,12 @@ impl TryFrom<RawRun> for RunRow {
 macro_rules! run_columns {
     () => {
         "id, dag_id, run_id, run_type, state, version_id, logical_date, \
-     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date"
+     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, backfill_id"
     };
 }
+pub(super) use run_columns;
 
-fn convert(rows: Vec<RawRun>) -> Result<Vec<RunRow>> {
+pub(super) fn convert(rows: Vec<RawRun>) -> Result<Vec<RunRow>> {
     rows.into_iter().map(RunRow::try_from).collect()
 }
 
@@ -250,55 +255,102 @@ impl Store {
         }))
     }
 
-    /// How many runs of a DAG are `running`.
-    pub async fn count_running_runs(&self, dag_id: &str) -> Result<i64> {
-        let sql = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 AND state = 'running'";
+    /// How many runs of a DAG are `running`, not counting those of
+    /// backfills, or only those of one backfill.
+    pub async fn count_running_runs(&self, dag_id: &str, backfill_id: Option<i64>) -> Result<i64> {
+        let sql = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 AND state = 'running' \
+                   AND backfill_id IS NOT DISTINCT FROM $2";
+        let sql = match self.pool {
+            Pool::Postgres(_) => sql,
+            Pool::Sqlite(_) => {
+                "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 \
+                                AND state = 'running' AND backfill_id IS $2"
+            }
+        };
         let (n,): (i64,) = on_pool!(&self.pool, |pool| {
-            sqlx::query_as(sql).bind(dag_id).fetch_one(pool).await?
+            sqlx::query_as(sql)
+                .bind(dag_id)
+                .bind(backfill_id)
+                .fetch_one(pool)
+                .await?
         });
         Ok(n)
     }
 
-    /// Starts a queued run: creates one task instance per task (state
-    /// `none`) and moves the run to `running`. Does nothing when another
-    /// scheduler started it first; returns whether this call did.
+    /// Starts a queued run: gives it one task instance per task (state
+    /// `none`) and moves it to `running`. A run that ran before (cleared or
+    /// re-run by a backfill) keeps its task instances and their tries; those
+    /// waiting in `none` get `max_tries` more tries from their current one.
+    /// Does nothing when another scheduler started it first; returns whether
+    /// this call did.
     pub async fn start_run(
         &self,
         run: &RunRow,
         tasks: &[(String, String, i32)],
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        on_pool!(&self.pool, |pool| {
-            let mut tx = pool.begin().await?;
-            let started = sqlx::query(
-                "UPDATE dag_run SET state = 'running', start_date = $2 \
-                 WHERE id = $1 AND state = 'queued'",
-            )
-            .bind(run.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if started == 0 {
-                return Ok(false);
-            }
-            for (task_id, kind, max_tries) in tasks {
-                sqlx::query(
+        const UPSERT: &str = "ON CONFLICT (run_pk, task_id) DO UPDATE \
+             SET max_tries = task_instance.try_number + excluded.max_tries, kind = excluded.kind \
+             WHERE task_instance.state = 'none'";
+        const START: &str = "UPDATE dag_run SET state = 'running', start_date = $2 \
+             WHERE id = $1 AND state = 'queued'";
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let started = sqlx::query(START)
+                    .bind(run.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if started == 0 {
+                    return Ok(false);
+                }
+                let ids: Vec<&str> = tasks.iter().map(|(id, _, _)| id.as_str()).collect();
+                let kinds: Vec<&str> = tasks.iter().map(|(_, kind, _)| kind.as_str()).collect();
+                let tries: Vec<i32> = tasks.iter().map(|(_, _, tries)| *tries).collect();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO task_instance (run_pk, dag_id, task_id, kind, state, max_tries) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
+                     SELECT $1, $2, t.id, t.kind, 'none', t.tries \
+                     FROM unnest($3::text[], $4::text[], $5::int[]) AS t(id, kind, tries) {UPSERT}"
+                )))
                 .bind(run.id)
                 .bind(&run.dag_id)
-                .bind(task_id)
-                .bind(kind)
-                .bind(TaskState::None.as_str())
-                .bind(max_tries)
+                .bind(&ids)
+                .bind(&kinds)
+                .bind(&tries)
                 .execute(&mut *tx)
                 .await?;
+                tx.commit().await?;
             }
-            tx.commit().await?;
-            Ok(true)
-        })
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let started = sqlx::query(START)
+                    .bind(run.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if started == 0 {
+                    return Ok(false);
+                }
+                for (task_id, kind, max_tries) in tasks {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "INSERT INTO task_instance (run_pk, dag_id, task_id, kind, state, \
+                         max_tries) VALUES ($1, $2, $3, $4, 'none', $5) {UPSERT}"
+                    )))
+                    .bind(run.id)
+                    .bind(&run.dag_id)
+                    .bind(task_id)
+                    .bind(kind)
+                    .bind(max_tries)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(true)
     }
 
     /// Finishes a running run. Returns whether this call did.
