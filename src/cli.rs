@@ -1,5 +1,6 @@
 //! The subcommands that talk to the metadata store: scheduler, worker, and
-//! the `dags` and `runs` listings and actions.
+//! the `dags` and `runs` listings and actions (backfills are in
+//! `backfills`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,19 @@ pub enum DagsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create runs for the schedule's intervals in a past date range; the
+    /// scheduler runs them.
+    Backfill(crate::backfills::BackfillArgs),
+    /// Stop creating and starting runs of a DAG; running runs finish.
+    Pause {
+        /// The DAG.
+        dag_id: String,
+    },
+    /// Resume scheduling a paused DAG.
+    Unpause {
+        /// The DAG.
+        dag_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +91,27 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Clear a finished run so that its tasks run again.
+    Clear {
+        /// The run id (or the run's numeric key).
+        run_id: String,
+        /// The DAG, when the run id is used by several.
+        #[arg(long)]
+        dag: Option<String>,
+    },
+}
+
+/// Parses `--conf`: a JSON object, `{}` when absent.
+pub fn parse_conf(text: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    let conf: serde_json::Value = match text {
+        Some(text) => serde_json::from_str(text).context("--conf is not valid JSON")?,
+        None => json!({}),
+    };
+    anyhow::ensure!(
+        conf.is_object(),
+        "--conf must be a JSON object, e.g. '{{\"a\": 1}}'"
+    );
+    Ok(conf)
 }
 
 /// Connects to the configured database and brings its schema up to date.
@@ -226,14 +261,7 @@ pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitC
             wait,
             json,
         } => {
-            let conf: serde_json::Value = match conf {
-                Some(text) => serde_json::from_str(&text).context("--conf is not valid JSON")?,
-                None => json!({}),
-            };
-            anyhow::ensure!(
-                conf.is_object(),
-                "--conf must be a JSON object, e.g. '{{\"a\": 1}}'"
-            );
+            let conf = parse_conf(conf.as_deref())?;
             let store = connect(config).await?;
             let now = Utc::now();
             let mut run = NewRun::manual(&dag_id, conf, now);
@@ -259,6 +287,17 @@ pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitC
                     ExitCode::FAILURE
                 },
             )
+        }
+        DagsCommand::Backfill(args) => crate::backfills::create(config, args).await,
+        DagsCommand::Pause { dag_id } => {
+            connect(config).await?.set_paused(&dag_id, true).await?;
+            println!("paused {dag_id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        DagsCommand::Unpause { dag_id } => {
+            connect(config).await?.set_paused(&dag_id, false).await?;
+            println!("unpaused {dag_id}");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -332,27 +371,47 @@ pub async fn runs(config: &Config, command: RunsCommand) -> anyhow::Result<ExitC
             }
         }
         RunsCommand::Show { run_id, dag, json } => {
-            let mut matches = store.runs_by_run_id(&run_id).await?;
-            // A bare number may also be the run's database key.
-            if matches.is_empty()
-                && let Ok(key) = run_id.parse::<i64>()
-            {
-                match store.run(key).await {
-                    Ok(run) => matches.push(run),
-                    Err(StoreError::RunNotFound(_)) => {}
-                    Err(err) => return Err(err.into()),
-                }
+            let run = find_run(&store, &run_id, dag.as_deref()).await?;
+            print_run(&store, &run, json).await?;
+        }
+        RunsCommand::Clear { run_id, dag } => {
+            let run = find_run(&store, &run_id, dag.as_deref()).await?;
+            if store.clear_run(run.id, Utc::now()).await? {
+                println!(
+                    "cleared run {} of {}; it is queued again",
+                    run.run_id, run.dag_id
+                );
+            } else {
+                anyhow::bail!(
+                    "run {} is {}: only finished runs can be cleared",
+                    run.run_id,
+                    run.state
+                );
             }
-            if let Some(dag) = &dag {
-                matches.retain(|r| &r.dag_id == dag);
-            }
-            let run = match matches.as_slice() {
-                [run] => run,
-                [] => anyhow::bail!("no run `{run_id}`"),
-                _ => anyhow::bail!("run id `{run_id}` is used by several DAGs; pass --dag"),
-            };
-            print_run(&store, run, json).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The run named by `run_id` (or by its numeric key), in `dag` when given.
+async fn find_run(store: &Store, run_id: &str, dag: Option<&str>) -> anyhow::Result<RunRow> {
+    let mut matches = store.runs_by_run_id(run_id).await?;
+    // A bare number may also be the run's database key.
+    if matches.is_empty()
+        && let Ok(key) = run_id.parse::<i64>()
+    {
+        match store.run(key).await {
+            Ok(run) => matches.push(run),
+            Err(StoreError::RunNotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if let Some(dag) = dag {
+        matches.retain(|r| r.dag_id == dag);
+    }
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => anyhow::bail!("no run `{run_id}`"),
+        _ => anyhow::bail!("run id `{run_id}` is used by several DAGs; pass --dag"),
+    }
 }

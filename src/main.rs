@@ -1,6 +1,7 @@
 //! The `rtmas` binary: command-line wiring only. The work is done by the
 //! `rtmas-scheduler` and `rtmas-jobs` crates.
 
+mod backfills;
 mod bench;
 mod cli;
 mod config;
@@ -69,6 +70,11 @@ enum Command {
     Runs {
         #[command(subcommand)]
         command: cli::RunsCommand,
+    },
+    /// Backfills: list, show and cancel them (create with `dags backfill`).
+    Backfills {
+        #[command(subcommand)]
+        command: backfills::BackfillsCommand,
     },
     /// Benchmarks that print their figures.
     Bench {
@@ -148,6 +154,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Dags { command } => return cli::dags(&config, command).await,
         Command::Runs { command } => return cli::runs(&config, command).await,
+        Command::Backfills { command } => return backfills::command(&config, command).await,
         Command::Bench { command } => bench::run(&config, command).await?,
     }
     Ok(ExitCode::SUCCESS)
