@@ -8,9 +8,10 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
 use rtmas_jobs::{Registry, WorkerConfig};
+use rtmas_scheduler::backfill;
 use rtmas_scheduler::clock::SystemClock;
 use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
-use rtmas_scheduler::store::{NewRun, RunRow, Store};
+use rtmas_scheduler::store::{NewBackfill, NewRun, Reprocess, RunRow, Store};
 use serde_json::json;
 
 use crate::cli::connect;
@@ -42,6 +43,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Time-based scheduling: how late scheduled runs are created after
+    /// their interval ends (a DAG that ticks every second), and how long a
+    /// 10,000-run backfill takes to plan and create.
+    Schedule {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Scheduled runs to measure the firing lag on.
+        #[arg(long, default_value_t = 30)]
+        ticks: usize,
+        /// Runs in each backfill.
+        #[arg(long, default_value_t = 10_000)]
+        backfill_runs: usize,
+        /// Backfills to create; the figure is their median.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+    },
 }
 
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
@@ -63,14 +81,151 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
                 concurrency,
             )
             .await?;
-            if json {
-                println!("{figures}");
-            } else {
-                println!("{}", serde_json::to_string_pretty(&figures)?);
-            }
+            print_figures(&figures, json)?;
+        }
+        BenchCommand::Schedule {
+            json,
+            ticks,
+            backfill_runs,
+            repeats,
+        } => {
+            let figures =
+                schedule_bench(config, ticks.max(2), backfill_runs.max(1), repeats.max(1)).await?;
+            print_figures(&figures, json)?;
         }
     }
     Ok(())
+}
+
+fn print_figures(figures: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{figures}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(figures)?);
+    }
+    Ok(())
+}
+
+async fn schedule_bench(
+    config: &Config,
+    ticks: usize,
+    backfill_runs: usize,
+    repeats: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let store = connect(config).await?;
+    let dags = tempfile_dir()?;
+    let tag = std::process::id();
+    let ticking = format!("bench_tick_{tag}");
+    std::fs::write(
+        dags.join("tick.yaml"),
+        format!(
+            "dag_id: {ticking}\nschedule: '* * * * * *'\ncatchup: false\n\
+             max_active_runs: 1000\ntasks:\n  - {{id: a, kind: noop}}\n"
+        ),
+    )?;
+    let backfilled: Vec<String> = (0..repeats)
+        .map(|i| format!("bench_backfill_{tag}_{i}"))
+        .collect();
+    for dag_id in &backfilled {
+        std::fs::write(
+            dags.join(format!("{dag_id}.yaml")),
+            format!(
+                "dag_id: {dag_id}\nschedule: {{every: 1m}}\nstart_date: '2020-01-01'\n\
+                 tasks:\n  - {{id: a, kind: noop}}\n"
+            ),
+        )?;
+    }
+
+    // Backfills first, on a quiet database: the time to plan and store
+    // every run of the range in one transaction.
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(Registry::builtin()),
+        Arc::new(SystemClock),
+        SchedulerConfig {
+            dags_dir: dags.clone(),
+            dag_sync_interval: Duration::from_secs(3600),
+            poll_interval: config.scheduler.poll_interval,
+        },
+    );
+    scheduler
+        .sync_dags()
+        .await
+        .context("failed to sync the benchmark DAGs")?;
+    // Paused, so the scheduler leaves the backfill runs queued.
+    for dag_id in &backfilled {
+        store.set_paused(dag_id, true).await?;
+    }
+    let from = chrono::DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")?.to_utc();
+    let to = from + chrono::TimeDelta::minutes(backfill_runs as i64 - 1);
+    let mut backfill_seconds = Vec::new();
+    for dag_id in &backfilled {
+        let new = NewBackfill {
+            dag_id: dag_id.clone(),
+            from,
+            to,
+            reprocess: Reprocess::None,
+            backwards: false,
+            max_active_runs: 4,
+            conf: json!({}),
+        };
+        let started = std::time::Instant::now();
+        let (_, plan) = backfill::create(&store, &new, Utc::now()).await?;
+        backfill_seconds.push(started.elapsed().as_secs_f64());
+        anyhow::ensure!(
+            plan.len() == backfill_runs,
+            "backfill planned {} runs",
+            plan.len()
+        );
+    }
+
+    // Firing lag: a DAG that ticks every second, with workers running its
+    // runs, as in production.
+    let mut services = Services::new();
+    services.spawn_scheduler(scheduler);
+    let worker = WorkerConfig {
+        name: format!("bench-{tag}"),
+        hostname: "bench".to_owned(),
+        concurrency: 8,
+        grace_period: Duration::from_secs(5),
+        poll_interval: config.worker.poll_interval,
+    };
+    services.spawn_worker(connect(config).await?, Registry::builtin(), worker);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(ticks as u64 * 3 + 30);
+    let runs = loop {
+        let runs = store.list_runs(&ticking, ticks as i64 + 1).await?;
+        if runs.len() > ticks {
+            break runs;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "scheduled runs are not being created"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    services.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dags);
+
+    // The first run comes from start-up, not from a tick.
+    let mut lag_ms: Vec<f64> = runs[..ticks]
+        .iter()
+        .map(|r| {
+            (r.queued_at - r.data_interval_end)
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1e3
+        })
+        .collect();
+    Ok(json!({
+        "backend": store.backend_name(),
+        "firing_lag_p50_ms": round(percentile(&mut lag_ms, 50.0)),
+        "firing_lag_p99_ms": round(percentile(&mut lag_ms, 99.0)),
+        format!("backfill{backfill_runs}_seconds"): round(percentile(&mut backfill_seconds, 50.0)),
+        "samples": {
+            "ticks": ticks,
+            "backfill_seconds": backfill_seconds.iter().map(|v| round(*v)).collect::<Vec<_>>(),
+        },
+    }))
 }
 
 async fn scheduler_bench(

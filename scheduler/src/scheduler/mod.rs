@@ -20,7 +20,7 @@
 pub mod rules;
 mod scheduled;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::pin;
@@ -34,8 +34,14 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::clock::Clock;
 use crate::dag::{Dag, KindCatalog, load_dag_folder};
 use crate::state::RunState;
-use crate::store::{BackfillRow, EVENTS_CHANNEL, Pool, RunRow, Store, StoreError, SyncReport};
+use crate::store::{
+    BackfillRow, EVENTS_CHANNEL, Pool, RunRow, Store, StoreError, SyncReport, TASK_FINISHED,
+};
 use crate::timetable::Timetable;
+
+/// How many queued runs of each DAG, and of each backfill, one pass looks
+/// at; see [`Store::startable_runs`].
+const STARTABLE_PER_QUEUE: i64 = 64;
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -93,6 +99,9 @@ pub struct Scheduler {
     next_due: Option<DateTime<Utc>>,
     /// When the schedules are looked at next; `None` means at once.
     scan_schedules_at: Option<DateTime<Utc>>,
+    /// Whether queued runs are looked at in the next pass: only something
+    /// other than a finished task can let one start.
+    check_queued: bool,
 }
 
 impl Scheduler {
@@ -112,6 +121,7 @@ impl Scheduler {
             timetables: HashMap::new(),
             next_due: None,
             scan_schedules_at: None,
+            check_queued: true,
         }
     }
 
@@ -181,17 +191,22 @@ impl Scheduler {
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = local.notified() => {}
-                _ = sleep => {}
-                event = next_event(&mut listener) => {
-                    if let Err(err) = event {
+                // The fallback: look at everything.
+                _ = sleep => self.check_queued = true,
+                event = next_event(&mut listener) => match event {
+                    Ok(payload) => self.note_event(&payload),
+                    Err(err) => {
                         warn!(error = %err, "lost the Postgres listener; polling until it is back");
                         listener = self.listen().await;
+                        self.check_queued = true;
                     }
-                }
+                },
             }
             // Coalesce the burst of events that woke us into one pass.
             if let Some(listener) = listener.as_mut() {
-                while listener.next_buffered().is_some() {}
+                while let Some(notification) = listener.next_buffered() {
+                    self.note_event(notification.payload());
+                }
             }
         }
         info!("scheduler stopped");
@@ -228,7 +243,10 @@ impl Scheduler {
         if self.scan_schedules_at.is_none_or(|at| at <= now) {
             self.create_scheduled_runs(&mut report).await?;
         }
-        self.start_queued_runs(&mut report).await?;
+        let take = self.store.take_runs_changed();
+        if std::mem::take(&mut self.check_queued) || take || report.runs_created > 0 {
+            self.start_queued_runs(&mut report).await?;
+        }
         for run in self.store.runs_in_state(RunState::Running).await? {
             let span = info_span!("run", dag_id = %run.dag_id, run_id = %run.run_id);
             self.schedule_run(&run, &mut report)
@@ -238,10 +256,18 @@ impl Scheduler {
         if report.runs_finished > 0 {
             // A finished run frees a place under `max_active_runs`.
             self.scan_schedules_at = None;
+            self.check_queued = true;
             report.backfills_completed =
                 self.store.complete_finished_backfills(now).await? as usize;
         }
         Ok(report)
+    }
+
+    /// Notes an announcement from another process.
+    fn note_event(&mut self, payload: &str) {
+        if payload != TASK_FINISHED {
+            self.check_queued = true;
+        }
     }
 
     /// How long the loop may sleep: until the next due run or retry, and
@@ -269,11 +295,10 @@ impl Scheduler {
     /// backwards backfill), within `max_active_runs`: the DAG's for its own
     /// runs, each backfill's for the backfill's. Runs of paused DAGs wait.
     async fn start_queued_runs(&mut self, report: &mut PassReport) -> Result<(), SchedulerError> {
-        let mut queued = self.store.runs_in_state(RunState::Queued).await?;
+        let mut queued = self.store.startable_runs(STARTABLE_PER_QUEUE).await?;
         if queued.is_empty() {
             return Ok(());
         }
-        let paused: HashSet<String> = self.store.paused_dag_ids().await?.into_iter().collect();
         let backfills: HashMap<i64, BackfillRow> = if queued.iter().any(|r| r.backfill_id.is_some())
         {
             let rows = self.store.running_backfills().await?;
@@ -293,9 +318,6 @@ impl Scheduler {
 
         let mut running: HashMap<(String, Option<i64>), i64> = HashMap::new();
         for run in queued {
-            if paused.contains(&run.dag_id) {
-                continue;
-            }
             let dag = self.version(run.version_id).await?;
             let limit = match run.backfill_id {
                 None => i64::from(dag.max_active_runs),
@@ -381,9 +403,9 @@ impl Scheduler {
     }
 }
 
-async fn next_event(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+async fn next_event(listener: &mut Option<PgListener>) -> Result<String, sqlx::Error> {
     match listener {
-        Some(listener) => listener.recv().await.map(|_| ()),
+        Some(listener) => listener.recv().await.map(|n| n.payload().to_owned()),
         None => std::future::pending().await,
     }
 }

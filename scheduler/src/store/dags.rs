@@ -234,15 +234,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::DagNotFound(dag_id.to_owned()));
         }
-        Ok(())
-    }
-
-    /// Ids of the active DAGs that are paused.
-    pub async fn paused_dag_ids(&self) -> Result<Vec<String>> {
-        let sql = "SELECT dag_id FROM dag WHERE is_paused AND is_active";
-        let rows: Vec<(String,)> = on_pool!(&self.pool, |pool| {
-            sqlx::query_as(sql).fetch_all(pool).await?
-        });
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        self.announce(if paused { "dag_paused" } else { "dag_unpaused" })
+            .await
     }
 }

@@ -15,6 +15,7 @@ mod tries;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -30,6 +31,10 @@ pub use runs::{NewRun, RunRow, RunType};
 pub use scheduled::ScheduledDag;
 pub use task_instances::TaskInstanceRow;
 pub use tries::{Claim, LogLine, TryOutcome, TryRow};
+
+/// The announcement of a finished task: it wakes the scheduler to queue
+/// the task's downstream, but cannot let a queued run start.
+pub const TASK_FINISHED: &str = "task_finished";
 
 /// The Postgres channel on which task and run changes are announced.
 pub const EVENTS_CHANNEL: &str = "rtmas_events";
@@ -103,6 +108,7 @@ pub struct Store {
     pool: Pool,
     events: Arc<Notify>,
     jobs: Arc<Notify>,
+    runs_changed: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -134,6 +140,7 @@ impl Store {
             pool,
             events: Arc::new(Notify::new()),
             jobs: Arc::new(Notify::new()),
+            runs_changed: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -180,6 +187,9 @@ impl Store {
     /// once, and on Postgres to every process listening on
     /// [`EVENTS_CHANNEL`].
     pub async fn announce(&self, what: &str) -> Result<()> {
+        if what != TASK_FINISHED {
+            self.runs_changed.store(true, Ordering::Release);
+        }
         self.wake_local();
         if let Pool::Postgres(pool) = &self.pool {
             sqlx::query("SELECT pg_notify($1, $2)")
@@ -196,6 +206,12 @@ impl Store {
     pub(crate) fn wake_local(&self) {
         self.events.notify_waiters();
         self.events.notify_one();
+    }
+
+    /// Whether, since the last call, this process announced a change that
+    /// may let a queued run start (anything but a finished task).
+    pub fn take_runs_changed(&self) -> bool {
+        self.runs_changed.swap(false, Ordering::AcqRel)
     }
 
     /// The in-process signal behind [`Store::announce`].

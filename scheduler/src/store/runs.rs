@@ -255,6 +255,29 @@ impl Store {
         }))
     }
 
+    /// Queued runs that may start: those of active, unpaused DAGs, at most
+    /// `per_queue` from each end of each DAG's own queue and of each
+    /// backfill's (oldest and newest by logical date, so both directions of
+    /// backfill find theirs). A scheduler starts far fewer than that in one
+    /// pass, so a long backfill costs a pass no more than a short one.
+    pub async fn startable_runs(&self, per_queue: i64) -> Result<Vec<RunRow>> {
+        let sql: &str = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM (SELECT r.*, \
+               row_number() OVER (PARTITION BY r.dag_id, r.backfill_id \
+                 ORDER BY r.logical_date, r.id) AS oldest, \
+               row_number() OVER (PARTITION BY r.dag_id, r.backfill_id \
+                 ORDER BY r.logical_date DESC, r.id DESC) AS newest \
+             FROM dag_run r JOIN dag d ON d.dag_id = r.dag_id \
+             WHERE r.state = 'queued' AND d.is_active AND NOT d.is_paused) AS q \
+             WHERE oldest <= $1 OR newest <= $1 ORDER BY logical_date, id"
+        );
+        convert(on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql).bind(per_queue).fetch_all(pool).await?
+        }))
+    }
+
     /// How many runs of a DAG are `running`, not counting those of
     /// backfills, or only those of one backfill.
     pub async fn count_running_runs(&self, dag_id: &str, backfill_id: Option<i64>) -> Result<i64> {

@@ -315,7 +315,7 @@ impl Store {
                 }
                 tx.commit().await?;
                 if n > 0 {
-                    self.announce("task_finished").await?;
+                    self.announce(super::TASK_FINISHED).await?;
                 }
                 n
             }
