@@ -138,20 +138,7 @@ async fn schedule_bench(
 
     // Backfills first, on a quiet database: the time to plan and store
     // every run of the range in one transaction.
-    let mut scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(Registry::builtin()),
-        Arc::new(SystemClock),
-        SchedulerConfig {
-            dags_dir: dags.clone(),
-            dag_sync_interval: Duration::from_secs(3600),
-            poll_interval: config.scheduler.poll_interval,
-        },
-    );
-    scheduler
-        .sync_dags()
-        .await
-        .context("failed to sync the benchmark DAGs")?;
+    let scheduler = synced_scheduler(&store, &dags, config).await?;
     // Paused, so the scheduler leaves the backfill runs queued.
     for dag_id in &backfilled {
         store.set_paused(dag_id, true).await?;
@@ -244,20 +231,7 @@ async fn scheduler_bench(
     std::fs::write(dags.join("wide.yaml"), wide_dag(&wide_id, width))?;
 
     let mut services = Services::new();
-    let mut scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(Registry::builtin()),
-        Arc::new(SystemClock),
-        SchedulerConfig {
-            dags_dir: dags.clone(),
-            dag_sync_interval: Duration::from_secs(3600),
-            poll_interval: config.scheduler.poll_interval,
-        },
-    );
-    scheduler
-        .sync_dags()
-        .await
-        .context("failed to sync the benchmark DAGs")?;
+    let scheduler = synced_scheduler(&store, &dags, config).await?;
     services.spawn_scheduler(scheduler);
     for i in 0..workers {
         let worker = WorkerConfig {
@@ -380,4 +354,28 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 
 fn round(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
+}
+
+/// A scheduler over the benchmark's DAG folder, with the folder synced; it
+/// reads the folder again only after an hour.
+async fn synced_scheduler(
+    store: &Store,
+    dags: &std::path::Path,
+    config: &Config,
+) -> anyhow::Result<Scheduler> {
+    let mut scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(Registry::builtin()),
+        Arc::new(SystemClock),
+        SchedulerConfig {
+            dags_dir: dags.to_owned(),
+            dag_sync_interval: Duration::from_secs(3600),
+            poll_interval: config.scheduler.poll_interval,
+        },
+    );
+    scheduler
+        .sync_dags()
+        .await
+        .context("failed to sync the benchmark DAGs")?;
+    Ok(scheduler)
 }
