@@ -395,6 +395,20 @@ async fn backfill_creates_runs_with_its_conf_and_runs_them_in_order(store: Store
     assert_eq!(done.state, "completed");
     let progress = f.store.backfill_progress(row.id).await.expect("progress");
     assert_eq!((progress.done(), progress.total()), (5, 5));
+
+    // A run cleared after its backfill completed runs again on its own.
+    let again = backfilled[0].id;
+    assert!(
+        f.store
+            .clear_run(again, f.clock.now_utc())
+            .await
+            .expect("clear")
+    );
+    f.settle(&mut scheduler, &SUCCESS).await;
+    let run = f.store.run(again).await.expect("run");
+    assert_eq!((run.state, run.backfill_id), (RunState::Success, None));
+    let ti = &f.store.task_instances(again).await.expect("tis")[0];
+    assert_eq!(ti.try_number, 2);
 }
 
 async fn backfill_runs_backwards_newest_first(store: Store) {

@@ -356,13 +356,15 @@ impl Store {
 
     /// Clears a finished run so it runs again: its task instances go back to
     /// `none` (keeping their tries) and the run to `queued`. Running and
-    /// queued task instances are left alone. Returns whether the run was
-    /// finished and is now queued.
+    /// queued task instances are left alone, and a backfill's run leaves its
+    /// backfill. Returns whether the run was finished and is now queued.
     pub async fn clear_run(&self, run_pk: i64, now: DateTime<Utc>) -> Result<bool> {
         let run = self.run(run_pk).await?;
         let cleared = on_pool!(&self.pool, |pool| {
             let mut tx = pool.begin().await?;
-            let cleared = clear_run_in!(tx, run_pk, run.backfill_id, &run.conf, now);
+            // Detached from its backfill, which may be over: the run is the
+            // DAG's own again and starts under the DAG's `max_active_runs`.
+            let cleared = clear_run_in!(tx, run_pk, None::<i64>, &run.conf, now);
             tx.commit().await?;
             cleared
         });
