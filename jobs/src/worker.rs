@@ -32,11 +32,6 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::registry::{JobContext, JobError, Registry};
 use crate::tasklog::TaskLog;
 
-/// Airflow's default wait before a retry when a DAG sets none.
-const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
-/// Cap on exponential backoff when a DAG sets none.
-const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
-
 /// How often the queue backend beats; the module docs say why it is short.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
@@ -224,7 +219,7 @@ async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), StoreError> {
             Ok(value) => TryOutcome::Success(value),
             Err(err) => {
                 let retry_at = (claim.try_number < claim.max_tries)
-                    .then(|| now + retry_delay(&args, claim.try_number));
+                    .then(|| now + args.retry_delay_after(claim.ti_id, claim.try_number));
                 match retry_at {
                     Some(at) => log.line("rtmas", format!("try failed: {err}; retry at {at}")),
                     None => log.line("rtmas", format!("try failed: {err}")),
@@ -317,20 +312,4 @@ async fn version(runtime: &Runtime, version_id: i64) -> Result<Arc<Dag>, StoreEr
         .expect("version cache lock is never poisoned: holders do not panic")
         .insert(version_id, dag.clone());
     Ok(dag)
-}
-
-/// The wait before the try after `try_number`: the retry delay, doubled per
-/// try when backoff is exponential, capped at the maximum delay.
-pub fn retry_delay(args: &TaskArgs, try_number: i32) -> chrono::Duration {
-    let base = args.retry_delay.unwrap_or(DEFAULT_RETRY_DELAY);
-    let cap = args.max_retry_delay.unwrap_or(DEFAULT_MAX_RETRY_DELAY);
-    let delay = if args.retry_exponential_backoff.unwrap_or(false) {
-        let exponent = u32::try_from(try_number.saturating_sub(1))
-            .unwrap_or(0)
-            .min(30);
-        base.saturating_mul(1 << exponent)
-    } else {
-        base
-    };
-    chrono::Duration::from_std(delay.min(cap)).unwrap_or(chrono::Duration::MAX)
 }

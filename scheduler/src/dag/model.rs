@@ -28,6 +28,18 @@ pub struct Dag {
     pub catchup: bool,
     /// How many runs of this DAG may be active at once.
     pub max_active_runs: u32,
+    /// How many of its task instances may be queued or running at once,
+    /// across its runs; `None` for no limit.
+    #[serde(default)]
+    pub max_active_tasks: Option<u32>,
+    /// Longest a run may take from its start; past it the run fails and
+    /// its unfinished tasks are failed or skipped.
+    #[serde(with = "opt_duration_ms", default)]
+    pub dagrun_timeout: Option<Duration>,
+    /// How long after its data interval ends a run should have finished;
+    /// a run still going then is recorded as having missed its deadline.
+    #[serde(with = "opt_duration_ms", default)]
+    pub deadline: Option<Duration>,
     /// Retry and timeout settings every task inherits.
     pub default_args: TaskArgs,
     /// DAG-level params with their defaults; a trigger's conf may override them.
@@ -74,6 +86,10 @@ pub struct TaskArgs {
     /// Execution timeout of one try; the task is killed when it passes.
     #[serde(with = "opt_duration_ms", default)]
     pub timeout: Option<Duration>,
+    /// Whether each retry delay is shortened by a random-looking part of up
+    /// to half of it, so that tries failing together do not retry together.
+    #[serde(default)]
+    pub retry_jitter: Option<bool>,
 }
 
 impl TaskArgs {
@@ -87,9 +103,44 @@ impl TaskArgs {
                 .or(defaults.retry_exponential_backoff),
             max_retry_delay: self.max_retry_delay.or(defaults.max_retry_delay),
             timeout: self.timeout.or(defaults.timeout),
+            retry_jitter: self.retry_jitter.or(defaults.retry_jitter),
         }
     }
+
+    /// The wait before the try after `try_number` of task instance `ti_id`:
+    /// the retry delay, doubled per try when backoff is exponential, capped
+    /// at the maximum delay, and with jitter shortened by up to half. The
+    /// jitter is a hash of the task instance and try, so it is the same
+    /// whoever computes it.
+    pub fn retry_delay_after(&self, ti_id: i64, try_number: i32) -> chrono::TimeDelta {
+        let base = self.retry_delay.unwrap_or(DEFAULT_RETRY_DELAY);
+        let cap = self.max_retry_delay.unwrap_or(DEFAULT_MAX_RETRY_DELAY);
+        let delay = if self.retry_exponential_backoff.unwrap_or(false) {
+            let exponent = u32::try_from(try_number.saturating_sub(1))
+                .unwrap_or(0)
+                .min(30);
+            base.saturating_mul(1 << exponent)
+        } else {
+            base
+        };
+        let mut delay = delay.min(cap);
+        if self.retry_jitter.unwrap_or(false) {
+            // A fraction in [0, 0.5) from a 64-bit mix of the ids.
+            let mut x = (ti_id as u64) ^ ((try_number as u64) << 48) ^ 0x9e37_79b9_7f4a_7c15;
+            x ^= x >> 33;
+            x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            x ^= x >> 33;
+            let fraction = (x >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
+            delay = delay.mul_f64(1.0 - fraction);
+        }
+        chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::MAX)
+    }
 }
+
+/// Airflow's default wait before a retry when a DAG sets none.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(300);
+/// Cap on exponential backoff when a DAG sets none.
+pub const DEFAULT_MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 
 /// One task of a DAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +158,16 @@ pub struct Task {
     pub trigger_rule: TriggerRule,
     /// Per-task overrides of the DAG's `default_args`.
     pub args: TaskArgs,
+    /// The pool whose slots the task takes while queued or running.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// How many of the pool's slots it takes.
+    #[serde(default = "one")]
+    pub pool_slots: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Airflow's trigger rules: when a task may run given its upstreams.
@@ -189,5 +250,56 @@ mod opt_duration_ms {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::TaskArgs;
+
+    fn secs(args: &TaskArgs, ti_id: i64, try_number: i32) -> f64 {
+        args.retry_delay_after(ti_id, try_number).as_seconds_f64()
+    }
+
+    #[test]
+    fn fixed_retry_delay_is_the_same_for_every_try() {
+        let args = TaskArgs {
+            retry_delay: Some(Duration::from_secs(10)),
+            ..TaskArgs::default()
+        };
+        assert_eq!(secs(&args, 1, 1), 10.0);
+        assert_eq!(secs(&args, 1, 5), 10.0);
+        assert_eq!(secs(&TaskArgs::default(), 1, 1), 300.0, "Airflow's default");
+    }
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_the_cap() {
+        let args = TaskArgs {
+            retry_delay: Some(Duration::from_secs(10)),
+            retry_exponential_backoff: Some(true),
+            max_retry_delay: Some(Duration::from_secs(60)),
+            ..TaskArgs::default()
+        };
+        let delays: Vec<f64> = (1..=5).map(|t| secs(&args, 7, t)).collect();
+        assert_eq!(delays, [10.0, 20.0, 40.0, 60.0, 60.0]);
+    }
+
+    #[test]
+    fn jitter_shortens_by_up_to_half_and_is_repeatable() {
+        let args = TaskArgs {
+            retry_delay: Some(Duration::from_secs(100)),
+            retry_jitter: Some(true),
+            ..TaskArgs::default()
+        };
+        let delays: Vec<f64> = (0..200).map(|ti| secs(&args, ti, 1)).collect();
+        assert!(delays.iter().all(|d| (50.0..=100.0).contains(d)), "{delays:?}");
+        let distinct = delays
+            .iter()
+            .map(|d| (d * 1000.0) as i64)
+            .collect::<std::collections::HashSet<_>>();
+        assert!(distinct.len() > 150, "tries failing together spread out");
+        assert_eq!(secs(&args, 42, 3), secs(&args, 42, 3));
     }
 }

@@ -15,28 +15,35 @@ use super::node::{
 use super::{DagError, KindCatalog, schedule, yaml};
 use crate::dag::model::{DEFAULT_MAX_ACTIVE_RUNS, Dag, Task, TaskArgs, TriggerRule};
 
-const DAG_KEYS: [&str; 10] = [
+const DAG_KEYS: [&str; 13] = [
     "dag_id",
     "description",
     "schedule",
     "start_date",
     "catchup",
     "max_active_runs",
+    "max_active_tasks",
+    "dagrun_timeout",
+    "deadline",
     "default_args",
     "params",
     "tags",
     "tasks",
 ];
 
-const ARG_KEYS: [&str; 5] = [
+const ARG_KEYS: [&str; 6] = [
     "retries",
     "retry_delay",
     "retry_exponential_backoff",
     "max_retry_delay",
     "timeout",
+    "retry_jitter",
 ];
 
-const TASK_KEYS: [&str; 10] = [
+const TASK_KEYS: [&str; 13] = [
+    "pool",
+    "pool_slots",
+    "retry_jitter",
     "id",
     "kind",
     "params",
@@ -131,6 +138,11 @@ fn decode_dag(d: &mut Diag, map: &MarkedMappingNode, kinds: &dyn KindCatalog) ->
     });
     let catchup = fields.get("catchup").map(|f| boolean(d, f));
     let max_active_runs = fields.get("max_active_runs").map(|f| integer(d, f, 1));
+    let max_active_tasks = fields.get("max_active_tasks").map(|f| integer(d, f, 1));
+    let dagrun_timeout = fields
+        .get("dagrun_timeout")
+        .map(|f| duration(d, f, true));
+    let deadline = fields.get("deadline").map(|f| duration(d, f, false));
     let default_args = fields.get("default_args").map(|f| match f.value {
         Node::Mapping(args) => {
             let args_fields = Fields::check(d, args, &ARG_KEYS, "in `default_args`");
@@ -158,6 +170,9 @@ fn decode_dag(d: &mut Diag, map: &MarkedMappingNode, kinds: &dyn KindCatalog) ->
             start_date: start_date.map_or(Some(None), |s| s.map(Some))?,
             catchup: catchup.unwrap_or(Some(false))?,
             max_active_runs: max_active_runs.unwrap_or(Some(DEFAULT_MAX_ACTIVE_RUNS))?,
+            max_active_tasks: max_active_tasks.map_or(Some(None), |v| v.map(Some))?,
+            dagrun_timeout: dagrun_timeout.map_or(Some(None), |v| v.map(Some))?,
+            deadline: deadline.map_or(Some(None), |v| v.map(Some))?,
             default_args: default_args.unwrap_or_else(|| Some(TaskArgs::default()))?,
             params: params.unwrap_or_else(|| Some(BTreeMap::new()))?,
             tags: tags.unwrap_or_else(|| Some(Vec::new()))?,
@@ -205,6 +220,7 @@ fn task_args(d: &mut Diag, fields: &Fields) -> TaskArgs {
             .get("max_retry_delay")
             .and_then(|f| duration(d, f, false)),
         timeout: fields.get("timeout").and_then(|f| duration(d, f, true)),
+        retry_jitter: fields.get("retry_jitter").and_then(|f| boolean(d, f)),
     }
 }
 
@@ -310,6 +326,13 @@ fn decode_task(
         .unwrap_or_default();
     let trigger_rule = fields.get("trigger_rule").and_then(|f| trigger_rule(d, f));
     let args = task_args(d, &fields);
+    let pool = fields
+        .get("pool")
+        .and_then(|f| identifier(d, f, "pool name"));
+    let pool_slots = fields
+        .get("pool_slots")
+        .and_then(|f| integer(d, f, 1))
+        .unwrap_or(1);
 
     let node = TaskNode {
         id: id.clone(),
@@ -323,6 +346,8 @@ fn decode_task(
         depends_on: depends_on.into_iter().map(|(dep, _)| dep).collect(),
         trigger_rule: trigger_rule.unwrap_or_default(),
         args,
+        pool,
+        pool_slots,
     });
     (task, node)
 }

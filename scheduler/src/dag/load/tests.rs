@@ -95,12 +95,16 @@ schedule:
 start_date: 2024-01-31
 catchup: true
 max_active_runs: 2
+max_active_tasks: 8
+dagrun_timeout: 2h
+deadline: 30m
 default_args:
   retries: 3
   retry_delay: 30s
   retry_exponential_backoff: true
   max_retry_delay: 10m
   timeout: 1h 30m
+  retry_jitter: true
 params:
   greeting: hello
   count: 3
@@ -117,6 +121,8 @@ tasks:
       env: {A: b}
     retries: 0
     timeout: 45
+    pool: kafka
+    pool_slots: 2
   - id: load
     kind: noop
     depends_on: extract
@@ -135,12 +141,16 @@ tasks:
         start_date: at.ok(),
         catchup: true,
         max_active_runs: 2,
+        max_active_tasks: Some(8),
+        dagrun_timeout: Some(Duration::from_secs(7200)),
+        deadline: Some(Duration::from_secs(1800)),
         default_args: TaskArgs {
             retries: Some(3),
             retry_delay: Some(Duration::from_secs(30)),
             retry_exponential_backoff: Some(true),
             max_retry_delay: Some(Duration::from_secs(600)),
             timeout: Some(Duration::from_secs(5400)),
+            retry_jitter: Some(true),
         },
         params: BTreeMap::from([
             ("greeting".to_owned(), json!("hello")),
@@ -163,6 +173,8 @@ tasks:
                     timeout: Some(Duration::from_secs(45)),
                     ..TaskArgs::default()
                 },
+                pool: Some("kafka".to_owned()),
+                pool_slots: 2,
             },
             Task {
                 id: "load".to_owned(),
@@ -171,6 +183,8 @@ tasks:
                 depends_on: vec!["extract".to_owned()],
                 trigger_rule: TriggerRule::AllDone,
                 args: TaskArgs::default(),
+                pool: None,
+                pool_slots: 1,
             },
         ],
     };
