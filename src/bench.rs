@@ -176,6 +176,7 @@ async fn schedule_bench(
         concurrency: 8,
         grace_period: Duration::from_secs(5),
         poll_interval: config.worker.poll_interval,
+        heartbeat_interval: config.worker.heartbeat_interval,
     };
     services.spawn_worker(connect(config).await?, Registry::builtin(), worker);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(ticks as u64 * 3 + 30);
@@ -240,6 +241,7 @@ async fn scheduler_bench(
             concurrency,
             grace_period: Duration::from_secs(5),
             poll_interval: config.worker.poll_interval,
+            heartbeat_interval: config.worker.heartbeat_interval,
         };
         services.spawn_worker(connect(config).await?, Registry::builtin(), worker);
     }
@@ -371,6 +373,7 @@ async fn synced_scheduler(
             dags_dir: dags.to_owned(),
             dag_sync_interval: Duration::from_secs(3600),
             poll_interval: config.scheduler.poll_interval,
+            worker_timeout: config.scheduler.worker_timeout,
         },
     );
     scheduler

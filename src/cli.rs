@@ -143,6 +143,7 @@ pub fn scheduler_config(config: &Config) -> SchedulerConfig {
         dags_dir: config.dags_dir.clone(),
         dag_sync_interval: config.scheduler.dag_sync_interval,
         poll_interval: config.scheduler.poll_interval,
+        worker_timeout: config.scheduler.worker_timeout,
     }
 }
 
@@ -160,6 +161,7 @@ pub fn worker_config(
         concurrency: concurrency.unwrap_or(config.worker.concurrency),
         grace_period: config.worker.grace_period,
         poll_interval: config.worker.poll_interval,
+        heartbeat_interval: config.worker.heartbeat_interval,
     }
 }
 

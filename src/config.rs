@@ -45,6 +45,10 @@ pub struct SchedulerSection {
     /// Longest sleep between passes when nothing wakes the scheduler.
     #[serde(with = "human_duration")]
     pub poll_interval: Duration,
+    /// Silence after which a worker counts as dead and its running tries
+    /// are failed (and retried when tries are left).
+    #[serde(with = "human_duration")]
+    pub worker_timeout: Duration,
 }
 
 /// `[worker]` settings.
@@ -59,6 +63,9 @@ pub struct WorkerSection {
     /// How often the queue is polled when no event announces a job.
     #[serde(with = "human_duration")]
     pub poll_interval: Duration,
+    /// How often the worker tells the scheduler it is alive.
+    #[serde(with = "human_duration")]
+    pub heartbeat_interval: Duration,
 }
 
 impl Default for Config {
@@ -78,6 +85,7 @@ impl Default for SchedulerSection {
         SchedulerSection {
             dag_sync_interval: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
+            worker_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -88,6 +96,7 @@ impl Default for WorkerSection {
             concurrency: 8,
             grace_period: Duration::from_secs(30),
             poll_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_secs(2),
         }
     }
 }

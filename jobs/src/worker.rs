@@ -48,6 +48,9 @@ pub struct WorkerConfig {
     pub grace_period: Duration,
     /// How often the queue is polled when no event says a job is waiting.
     pub poll_interval: Duration,
+    /// How often the worker records that it is alive, e.g. 2 s; the
+    /// scheduler fails the running tries of a worker that stops.
+    pub heartbeat_interval: Duration,
 }
 
 /// Errors that stop a worker.
@@ -56,6 +59,9 @@ pub enum WorkerError {
     /// The queue failed.
     #[error("job queue error: {0}")]
     Queue(String),
+    /// The worker could not register in the store.
+    #[error("cannot register the worker: {0}")]
+    Register(#[from] StoreError),
 }
 
 struct Runtime {
@@ -100,6 +106,17 @@ pub async fn run_worker(
         config,
         versions: Mutex::default(),
     });
+    // Registered before it takes any job, so every try it claims belongs to
+    // a worker the scheduler can watch.
+    let hostname = runtime.config.hostname.clone();
+    store
+        .register_worker(&name, &hostname, concurrency as i32, Utc::now())
+        .await?;
+    let heartbeat = tokio::spawn(beat(
+        store.clone(),
+        name.clone(),
+        runtime.config.heartbeat_interval,
+    ));
     info!(worker = %name, concurrency, "worker started");
 
     tokio::spawn(async move {
@@ -146,8 +163,26 @@ pub async fn run_worker(
             run_with_grace(worker.run_until(stopped), stop_rx, grace).await
         }
     };
+    heartbeat.abort();
+    if let Err(err) = store.worker_stopped(&name, Utc::now()).await {
+        warn!(worker = %name, error = %err, "cannot record that the worker stopped");
+    }
     info!(worker = %name, "worker stopped");
     result
+}
+
+/// Records the worker's heartbeat every `interval`, until aborted. A failed
+/// beat is retried at the next one: the scheduler allows several to go
+/// missing before it calls the worker dead.
+async fn beat(store: Store, name: String, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = store.worker_heartbeat(&name, Utc::now()).await {
+            warn!(worker = %name, error = %err, "heartbeat failed");
+        }
+    }
 }
 
 async fn wait_for(mut rx: watch::Receiver<bool>) -> Result<(), std::io::Error> {

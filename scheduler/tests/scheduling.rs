@@ -67,6 +67,7 @@ impl Fixture {
                 dags_dir: self.dir.path().to_owned(),
                 dag_sync_interval: Duration::from_secs(3600),
                 poll_interval: Duration::from_secs(1),
+                worker_timeout: Duration::from_secs(10),
             },
         );
         scheduler.sync_dags().await.expect("sync");

@@ -294,7 +294,10 @@ mod tests {
             ..TaskArgs::default()
         };
         let delays: Vec<f64> = (0..200).map(|ti| secs(&args, ti, 1)).collect();
-        assert!(delays.iter().all(|d| (50.0..=100.0).contains(d)), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| (50.0..=100.0).contains(d)),
+            "{delays:?}"
+        );
         let distinct = delays
             .iter()
             .map(|d| (d * 1000.0) as i64)

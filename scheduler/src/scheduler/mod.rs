@@ -17,6 +17,7 @@
 //! run or create one twice, but it could start a queued run past
 //! `max_active_runs`.
 
+mod orphans;
 pub mod rules;
 mod scheduled;
 
@@ -39,6 +40,11 @@ use crate::store::{
 };
 use crate::timetable::Timetable;
 
+/// How often running tries are checked for a dead worker. With workers
+/// beating every 2 s and the default 10 s worker timeout, a dead worker's
+/// tries are failed within 14 s.
+const REAP_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
 /// How many queued runs of each DAG, and of each backfill, one pass looks
 /// at; see [`Store::startable_runs`].
 const STARTABLE_PER_QUEUE: i64 = 64;
@@ -52,6 +58,9 @@ pub struct SchedulerConfig {
     pub dag_sync_interval: Duration,
     /// The longest the loop sleeps without being woken, e.g. 1 s.
     pub poll_interval: Duration,
+    /// How long a worker may go without a heartbeat before its running
+    /// tries are failed (and retried when tries are left), e.g. 10 s.
+    pub worker_timeout: Duration,
 }
 
 /// Errors of the scheduler.
@@ -85,6 +94,8 @@ pub struct PassReport {
     pub runs_created: usize,
     /// Backfills whose last run finished.
     pub backfills_completed: usize,
+    /// Running tries failed because their worker was gone.
+    pub tries_orphaned: usize,
 }
 
 /// The scheduler: one per database (see the module docs).
@@ -102,6 +113,8 @@ pub struct Scheduler {
     /// Whether queued runs are looked at in the next pass: only something
     /// other than a finished task can let one start.
     check_queued: bool,
+    /// When tries of dead workers are looked for next; `None` means at once.
+    reap_at: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -122,6 +135,7 @@ impl Scheduler {
             next_due: None,
             scan_schedules_at: None,
             check_queued: true,
+            reap_at: None,
         }
     }
 
@@ -247,6 +261,10 @@ impl Scheduler {
         if std::mem::take(&mut self.check_queued) || take || report.runs_created > 0 {
             self.start_queued_runs(&mut report).await?;
         }
+        if self.reap_at.is_none_or(|at| at <= now) {
+            self.reap_at = Some(now + REAP_INTERVAL);
+            self.fail_orphaned_tries(&mut report).await?;
+        }
         for run in self.store.runs_in_state(RunState::Running).await? {
             let span = info_span!("run", dag_id = %run.dag_id, run_id = %run.run_id);
             self.schedule_run(&run, &mut report)
@@ -274,10 +292,10 @@ impl Scheduler {
     /// never longer than the poll interval.
     fn sleep_time(&self) -> Duration {
         let poll = self.config.poll_interval;
-        let wake = match (self.next_due, self.scan_schedules_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wake = [self.next_due, self.scan_schedules_at, self.reap_at]
+            .into_iter()
+            .flatten()
+            .min();
         match wake {
             Some(at) => (at - self.clock.now())
                 .to_std()

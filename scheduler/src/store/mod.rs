@@ -12,6 +12,7 @@ mod runs;
 mod scheduled;
 mod task_instances;
 mod tries;
+mod workers;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use runs::{NewRun, RunRow, RunType};
 pub use scheduled::ScheduledDag;
 pub use task_instances::TaskInstanceRow;
 pub use tries::{Claim, LogLine, TryOutcome, TryRow};
+pub use workers::{OrphanedTry, WorkerRow};
 
 /// The announcement of a finished task: it wakes the scheduler to queue
 /// the task's downstream, but cannot let a queued run start.

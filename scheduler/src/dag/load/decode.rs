@@ -139,9 +139,7 @@ fn decode_dag(d: &mut Diag, map: &MarkedMappingNode, kinds: &dyn KindCatalog) ->
     let catchup = fields.get("catchup").map(|f| boolean(d, f));
     let max_active_runs = fields.get("max_active_runs").map(|f| integer(d, f, 1));
     let max_active_tasks = fields.get("max_active_tasks").map(|f| integer(d, f, 1));
-    let dagrun_timeout = fields
-        .get("dagrun_timeout")
-        .map(|f| duration(d, f, true));
+    let dagrun_timeout = fields.get("dagrun_timeout").map(|f| duration(d, f, true));
     let deadline = fields.get("deadline").map(|f| duration(d, f, false));
     let default_args = fields.get("default_args").map(|f| match f.value {
         Node::Mapping(args) => {
