@@ -75,7 +75,12 @@ async fn running_run(store: &Store, dag_id: &str, tasks: &[&str]) -> i64 {
         .iter()
         .map(|t| (t.to_string(), "noop".to_string(), 2))
         .collect();
-    assert!(store.start_run(&run, &specs, t0()).await.expect("start"));
+    assert!(
+        store
+            .start_run(&run, &specs, None, t0())
+            .await
+            .expect("start")
+    );
     run.id
 }
 
@@ -188,10 +193,15 @@ async fn start_run_creates_one_task_instance_per_task_once(store: Store) {
         ("a".to_owned(), "noop".to_owned(), 1),
         ("b".to_owned(), "noop".to_owned(), 3),
     ];
-    assert!(store.start_run(&run, &specs, t0()).await.expect("start"));
+    assert!(
+        store
+            .start_run(&run, &specs, None, t0())
+            .await
+            .expect("start")
+    );
     assert!(
         !store
-            .start_run(&run, &specs, t0())
+            .start_run(&run, &specs, None, t0())
             .await
             .expect("second start"),
         "a run starts once"

@@ -96,6 +96,11 @@ impl System {
         system
     }
 
+    /// Starts one more scheduler process.
+    pub fn spawn_scheduler(&mut self, name: &str) {
+        self.spawn(name, &["scheduler"]);
+    }
+
     /// Starts one more worker process.
     pub fn spawn_worker(&mut self, name: &str, slots: u32) {
         let slots = slots.to_string();
@@ -146,7 +151,7 @@ impl System {
     }
 
     fn spawn(&mut self, name: &str, args: &[&str]) {
-        let log = artifact_dir().join(format!("{}-{name}.log", self.label()));
+        let log = self.log_path(name);
         let file = std::fs::File::create(&log).expect("artifact log file");
         let child = self
             .command(args)
@@ -155,6 +160,11 @@ impl System {
             .spawn()
             .expect("spawn rtmas");
         self.children.push((name.to_owned(), child));
+    }
+
+    /// The file a process's output goes to.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        artifact_dir().join(format!("{}-{name}.log", self.label()))
     }
 
     fn label(&self) -> String {
@@ -262,12 +272,21 @@ pub fn artifact_dir() -> PathBuf {
 }
 
 /// Polls `check` until it holds, panicking after [`PATIENCE`].
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub async fn wait_until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    wait_until_within(what, PATIENCE, check).await;
+}
+
+/// Polls `check` until it holds, failing the test after `patience`.
+pub async fn wait_until_within<F, Fut>(what: &str, patience: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -11,11 +11,12 @@
 //! [`crate::timetable`]); the loop also wakes for that moment and for
 //! retries that come due.
 //!
-//! NOTE: one scheduler per database is assumed for now. State changes are
-//! conditional on the state the scheduler saw, and scheduled runs are
-//! created by compare-and-set, so a second scheduler would not corrupt a
-//! run or create one twice, but it could start a queued run past
-//! `max_active_runs`.
+//! Several schedulers may run against one PostgreSQL database at once, for
+//! availability: every change they make is conditional on the state they
+//! saw (a run is started, a try queued, a task instance settled only if it
+//! is still as seen), scheduled runs are created by compare-and-set on the
+//! DAG's place in its timetable, and starting a run takes a row lock on its
+//! DAG so `max_active_runs` holds across them.
 
 mod orphans;
 pub mod rules;
@@ -367,7 +368,11 @@ impl Scheduler {
                     (task.id.clone(), task.kind.clone(), max_tries)
                 })
                 .collect();
-            if self.store.start_run(&run, &tasks, self.clock.now()).await? {
+            if self
+                .store
+                .start_run(&run, &tasks, Some(limit), self.clock.now())
+                .await?
+            {
                 info!(dag_id = %run.dag_id, run_id = %run.run_id, "run started");
                 report.runs_started += 1;
                 running.insert(key, active + 1);

@@ -155,6 +155,13 @@ macro_rules! run_columns {
 }
 pub(super) use run_columns;
 
+/// Running runs of a DAG in one queue (`$2`: the backfill, or NULL for the
+/// DAG's own runs); the backends spell NULL-safe equality differently.
+const COUNT_RUNNING_PG: &str = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 \
+     AND state = 'running' AND backfill_id IS NOT DISTINCT FROM $2";
+const COUNT_RUNNING_SQLITE: &str = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 \
+     AND state = 'running' AND backfill_id IS $2";
+
 pub(super) fn convert(rows: Vec<RawRun>) -> Result<Vec<RunRow>> {
     rows.into_iter().map(RunRow::try_from).collect()
 }
@@ -281,14 +288,9 @@ impl Store {
     /// How many runs of a DAG are `running`, not counting those of
     /// backfills, or only those of one backfill.
     pub async fn count_running_runs(&self, dag_id: &str, backfill_id: Option<i64>) -> Result<i64> {
-        let sql = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 AND state = 'running' \
-                   AND backfill_id IS NOT DISTINCT FROM $2";
         let sql = match self.pool {
-            Pool::Postgres(_) => sql,
-            Pool::Sqlite(_) => {
-                "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 \
-                                AND state = 'running' AND backfill_id IS $2"
-            }
+            Pool::Postgres(_) => COUNT_RUNNING_PG,
+            Pool::Sqlite(_) => COUNT_RUNNING_SQLITE,
         };
         let (n,): (i64,) = on_pool!(&self.pool, |pool| {
             sqlx::query_as(sql)
@@ -304,12 +306,17 @@ impl Store {
     /// `none`) and moves it to `running`. A run that ran before (cleared or
     /// re-run by a backfill) keeps its task instances and their tries; those
     /// waiting in `none` get `max_tries` more tries from their current one.
-    /// Does nothing when another scheduler started it first; returns whether
-    /// this call did.
+    /// Does nothing when another scheduler started it first, or when
+    /// starting it would make more than `limit` runs of its queue (the DAG's
+    /// own runs, or its backfill's) run at once; returns whether this call
+    /// started it. Schedulers that start runs of one DAG at the same time
+    /// take turns (a row lock on the DAG on PostgreSQL; SQLite has one
+    /// writer), so the limit holds across schedulers.
     pub async fn start_run(
         &self,
         run: &RunRow,
         tasks: &[(String, String, i32)],
+        limit: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         const UPSERT: &str = "ON CONFLICT (run_pk, task_id) DO UPDATE \
@@ -320,6 +327,12 @@ impl Store {
         match &self.pool {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
+                if limit.is_some() {
+                    sqlx::query("SELECT 1 FROM dag WHERE dag_id = $1 FOR UPDATE")
+                        .bind(&run.dag_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let started = sqlx::query(START)
                     .bind(run.id)
                     .bind(now)
@@ -328,6 +341,17 @@ impl Store {
                     .rows_affected();
                 if started == 0 {
                     return Ok(false);
+                }
+                if let Some(limit) = limit {
+                    let (running,): (i64,) = sqlx::query_as(COUNT_RUNNING_PG)
+                        .bind(&run.dag_id)
+                        .bind(run.backfill_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if running > limit {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
                 }
                 let ids: Vec<&str> = tasks.iter().map(|(id, _, _)| id.as_str()).collect();
                 let kinds: Vec<&str> = tasks.iter().map(|(_, kind, _)| kind.as_str()).collect();
@@ -347,6 +371,7 @@ impl Store {
                 tx.commit().await?;
             }
             Pool::Sqlite(pool) => {
+                // The update takes SQLite's write lock before the count.
                 let mut tx = pool.begin().await?;
                 let started = sqlx::query(START)
                     .bind(run.id)
@@ -356,6 +381,17 @@ impl Store {
                     .rows_affected();
                 if started == 0 {
                     return Ok(false);
+                }
+                if let Some(limit) = limit {
+                    let (running,): (i64,) = sqlx::query_as(COUNT_RUNNING_SQLITE)
+                        .bind(&run.dag_id)
+                        .bind(run.backfill_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if running > limit {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
                 }
                 for (task_id, kind, max_tries) in tasks {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
