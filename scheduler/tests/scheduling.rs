@@ -14,7 +14,9 @@ use rtmas_scheduler::on_both_backends;
 use rtmas_scheduler::queue::TaskJob;
 use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use rtmas_scheduler::state::{RunState, TaskState};
-use rtmas_scheduler::store::{NewBackfill, PlannedAction, Reprocess, RunRow, Store, TryOutcome};
+use rtmas_scheduler::store::{
+    NewBackfill, NewRun, PlannedAction, Reprocess, RunRow, Store, TryOutcome,
+};
 use serde_json::json;
 
 on_both_backends!(
@@ -32,6 +34,9 @@ on_both_backends!(
     backfill_reprocess_modes_rerun_failed_or_all,
     cancelling_a_backfill_stops_new_runs,
     backfill_refuses_manual_dags_and_bad_ranges,
+    a_pool_caps_queued_and_running_tasks_across_dags,
+    a_task_waits_while_its_pool_does_not_exist,
+    max_active_tasks_caps_a_dags_active_task_instances,
 );
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -632,4 +637,112 @@ async fn backfill_refuses_manual_dags_and_bad_ranges(store: Store) {
         .await
         .expect_err("range ends before it starts");
     assert!(matches!(err, BackfillError::BadRange { .. }), "{err}");
+}
+
+/// `n` independent noop tasks, each taking `slots` of `pool`.
+fn pooled(dag_id: &str, n: usize, pool: &str, slots: u32) -> String {
+    let mut yaml = format!("dag_id: {dag_id}\ntasks:\n");
+    for i in 0..n {
+        yaml.push_str(&format!(
+            "  - {{id: t{i}, kind: noop, pool: {pool}, pool_slots: {slots}}}\n"
+        ));
+    }
+    yaml
+}
+
+/// Task instances of every run that are queued.
+async fn queued(store: &Store) -> Vec<(String, String)> {
+    let mut queued = Vec::new();
+    for run in store.runs_in_state(RunState::Running).await.expect("runs") {
+        for ti in store.task_instances(run.id).await.expect("tis") {
+            if ti.state == TaskState::Queued {
+                queued.push((ti.dag_id.clone(), ti.task_id.clone()));
+            }
+        }
+    }
+    queued
+}
+
+async fn a_pool_caps_queued_and_running_tasks_across_dags(store: Store) {
+    let f = Fixture::new(store, "2026-01-01T00:00:00Z", &pooled("one", 4, "kafka", 1));
+    std::fs::write(f.dir.path().join("two.yaml"), pooled("two", 4, "kafka", 2)).expect("write");
+    f.store
+        .set_pool("kafka", 3, Some("consumers"), f.clock.now_utc())
+        .await
+        .expect("pool");
+    let mut scheduler = f.scheduler().await;
+    let now = f.clock.now_utc();
+    for dag_id in ["one", "two"] {
+        f.store
+            .create_run(&NewRun::manual(dag_id, json!({}), now), now)
+            .await
+            .expect("run");
+    }
+
+    let mut seen_one = 0;
+    let mut seen_two = 0;
+    for _ in 0..20 {
+        scheduler.run_once().await.expect("pass");
+        let queued = queued(&f.store).await;
+        let used: u32 = queued
+            .iter()
+            .map(|(dag, _)| if dag == "one" { 1 } else { 2 })
+            .sum();
+        assert!(used <= 3, "pool over its slots: {queued:?}");
+        let pools = f.store.list_pools().await.expect("pools");
+        assert_eq!(
+            i64::from(used),
+            pools[0].queued_slots + pools[0].running_slots
+        );
+        seen_one += queued.iter().filter(|(d, _)| d == "one").count();
+        seen_two += queued.iter().filter(|(d, _)| d == "two").count();
+        f.work(&SUCCESS).await;
+    }
+    assert_eq!((seen_one, seen_two), (4, 4), "every task ran once");
+    for dag_id in ["one", "two"] {
+        assert_eq!(f.runs(dag_id).await[0].state, RunState::Success);
+    }
+}
+
+async fn a_task_waits_while_its_pool_does_not_exist(store: Store) {
+    let f = Fixture::new(store, "2026-01-01T00:00:00Z", &pooled("one", 2, "db", 1));
+    let mut scheduler = f.scheduler().await;
+    let now = f.clock.now_utc();
+    f.store
+        .create_run(&NewRun::manual("one", json!({}), now), now)
+        .await
+        .expect("run");
+    scheduler.run_once().await.expect("pass");
+    scheduler.run_once().await.expect("pass");
+    assert!(queued(&f.store).await.is_empty(), "no pool, no slots");
+
+    f.store.set_pool("db", 1, None, now).await.expect("pool");
+    scheduler.run_once().await.expect("pass");
+    assert_eq!(queued(&f.store).await.len(), 1);
+    f.settle(&mut scheduler, &SUCCESS).await;
+    assert_eq!(f.runs("one").await[0].state, RunState::Success);
+}
+
+async fn max_active_tasks_caps_a_dags_active_task_instances(store: Store) {
+    let mut yaml = "dag_id: capped\nmax_active_tasks: 3\ntasks:\n".to_owned();
+    for i in 0..7 {
+        yaml.push_str(&format!("  - {{id: t{i}, kind: noop}}\n"));
+    }
+    let f = Fixture::new(store, "2026-01-01T00:00:00Z", &yaml);
+    let mut scheduler = f.scheduler().await;
+    let now = f.clock.now_utc();
+    for _ in 0..2 {
+        let mut run = NewRun::manual("capped", json!({}), now);
+        run.run_id = format!("{}-{}", run.run_id, f.runs("capped").await.len());
+        f.store.create_run(&run, now).await.expect("run");
+    }
+    let mut total = 0;
+    for _ in 0..20 {
+        scheduler.run_once().await.expect("pass");
+        let queued = queued(&f.store).await.len();
+        assert!(queued <= 3, "{queued} task instances queued at once");
+        total += queued;
+        f.work(&SUCCESS).await;
+    }
+    assert_eq!(total, 14, "both runs' seven tasks ran");
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rtmas_scheduler::dag::{AnyKind, LoadedDag, parse_dag};
 use rtmas_scheduler::queue::TaskJob;
 use rtmas_scheduler::state::{RunState, TaskState};
-use rtmas_scheduler::store::{LogLine, NewRun, Store, StoreError, TryOutcome};
+use rtmas_scheduler::store::{LogLine, NewRun, Store, StoreError, TaskSpec, TryOutcome};
 
 use rtmas_scheduler::on_both_backends;
 
@@ -71,10 +71,7 @@ async fn running_run(store: &Store, dag_id: &str, tasks: &[&str]) -> i64 {
         .create_run(&NewRun::manual(dag_id, serde_json::json!({}), t0()), t0())
         .await
         .expect("run");
-    let specs: Vec<_> = tasks
-        .iter()
-        .map(|t| (t.to_string(), "noop".to_string(), 2))
-        .collect();
+    let specs: Vec<_> = tasks.iter().map(|t| TaskSpec::new(t, "noop", 2)).collect();
     assert!(
         store
             .start_run(&run, &specs, None, t0())
@@ -189,10 +186,7 @@ async fn start_run_creates_one_task_instance_per_task_once(store: Store) {
         .create_run(&NewRun::manual("etl", serde_json::json!({}), t0()), t0())
         .await
         .expect("run");
-    let specs = vec![
-        ("a".to_owned(), "noop".to_owned(), 1),
-        ("b".to_owned(), "noop".to_owned(), 3),
-    ];
+    let specs = vec![TaskSpec::new("a", "noop", 1), TaskSpec::new("b", "noop", 3)];
     assert!(
         store
             .start_run(&run, &specs, None, t0())

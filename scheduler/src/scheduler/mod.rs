@@ -37,7 +37,8 @@ use crate::clock::Clock;
 use crate::dag::{Dag, KindCatalog, load_dag_folder};
 use crate::state::RunState;
 use crate::store::{
-    BackfillRow, EVENTS_CHANNEL, Pool, RunRow, Store, StoreError, SyncReport, TASK_FINISHED,
+    BackfillRow, EVENTS_CHANNEL, Pool, ReadyTi, RunRow, Store, StoreError, SyncReport,
+    TASK_FINISHED, TaskInstanceRow, TaskSpec,
 };
 use crate::timetable::Timetable;
 
@@ -359,15 +360,7 @@ impl Scheduler {
                 running.insert(key, active);
                 continue;
             }
-            let tasks: Vec<(String, String, i32)> = dag
-                .tasks
-                .iter()
-                .map(|task| {
-                    let retries = dag.task_args(task).retries.unwrap_or(0);
-                    let max_tries = i32::try_from(retries).unwrap_or(i32::MAX - 1) + 1;
-                    (task.id.clone(), task.kind.clone(), max_tries)
-                })
-                .collect();
+            let tasks: Vec<TaskSpec> = dag.tasks.iter().map(|t| TaskSpec::of(&dag, t)).collect();
             if self
                 .store
                 .start_run(&run, &tasks, Some(limit), self.clock.now())
@@ -401,7 +394,21 @@ impl Scheduler {
                 .await? as usize;
         }
         if !decisions.ready.is_empty() {
-            let jobs = self.store.enqueue(&decisions.ready, now).await?;
+            let by_id: HashMap<i64, &TaskInstanceRow> = tis.iter().map(|t| (t.id, t)).collect();
+            let ready: Vec<ReadyTi> = decisions
+                .ready
+                .iter()
+                .map(|(id, state)| ReadyTi {
+                    id: *id,
+                    state: *state,
+                    pool: by_id.get(id).and_then(|t| t.pool.clone()),
+                    pool_slots: by_id.get(id).map_or(1, |t| t.pool_slots),
+                })
+                .collect();
+            let limit = dag
+                .max_active_tasks
+                .map(|max| (run.dag_id.as_str(), i64::from(max)));
+            let jobs = self.store.enqueue_limited(&ready, limit, now).await?;
             for job in &jobs {
                 debug!(ti_id = job.ti_id, try_number = job.try_number, "try queued");
             }

@@ -213,6 +213,8 @@ mod tests {
                 duration_ms: None,
                 next_try_at: None,
                 error: None,
+                pool: None,
+                pool_slots: 1,
             })
             .collect()
     }

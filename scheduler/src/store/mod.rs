@@ -8,6 +8,7 @@
 
 mod backfills;
 mod dags;
+mod pools;
 mod runs;
 mod scheduled;
 mod task_instances;
@@ -28,9 +29,10 @@ pub use backfills::{
     BackfillProgress, BackfillRow, NewBackfill, PlannedAction, PlannedRun, Reprocess,
 };
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
-pub use runs::{NewRun, RunRow, RunType};
+pub use pools::PoolRow;
+pub use runs::{NewRun, RunRow, RunType, TaskSpec};
 pub use scheduled::ScheduledDag;
-pub use task_instances::TaskInstanceRow;
+pub use task_instances::{ReadyTi, TaskInstanceRow};
 pub use tries::{Claim, LogLine, TryOutcome, TryRow};
 pub use workers::{OrphanedTry, WorkerRow};
 
@@ -58,6 +60,9 @@ pub enum StoreError {
         /// The run id that is taken.
         run_id: String,
     },
+    /// No pool has this name.
+    #[error("pool `{0}` not found")]
+    PoolNotFound(String),
     /// No backfill has this key.
     #[error("backfill {0} not found")]
     BackfillNotFound(i64),

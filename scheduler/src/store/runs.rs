@@ -73,6 +73,46 @@ impl NewRun {
     }
 }
 
+/// A task as a run's task instance is made from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    /// The task's id.
+    pub task_id: String,
+    /// Its job kind.
+    pub kind: String,
+    /// First try plus retries.
+    pub max_tries: i32,
+    /// The pool whose slots it takes while queued or running.
+    pub pool: Option<String>,
+    /// How many of them.
+    pub pool_slots: i32,
+}
+
+impl TaskSpec {
+    /// The spec of `task` in `dag`, with its effective retries.
+    pub fn of(dag: &crate::dag::Dag, task: &crate::dag::Task) -> TaskSpec {
+        let retries = dag.task_args(task).retries.unwrap_or(0);
+        TaskSpec {
+            task_id: task.id.clone(),
+            kind: task.kind.clone(),
+            max_tries: i32::try_from(retries).unwrap_or(i32::MAX - 1) + 1,
+            pool: task.pool.clone(),
+            pool_slots: i32::try_from(task.pool_slots).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// A spec with no pool, for tests and tools.
+    pub fn new(task_id: &str, kind: &str, max_tries: i32) -> TaskSpec {
+        TaskSpec {
+            task_id: task_id.to_owned(),
+            kind: kind.to_owned(),
+            max_tries,
+            pool: None,
+            pool_slots: 1,
+        }
+    }
+}
+
 /// A stored run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRow {
@@ -315,12 +355,13 @@ impl Store {
     pub async fn start_run(
         &self,
         run: &RunRow,
-        tasks: &[(String, String, i32)],
+        tasks: &[TaskSpec],
         limit: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         const UPSERT: &str = "ON CONFLICT (run_pk, task_id) DO UPDATE \
-             SET max_tries = task_instance.try_number + excluded.max_tries, kind = excluded.kind \
+             SET max_tries = task_instance.try_number + excluded.max_tries, \
+             kind = excluded.kind, pool = excluded.pool, pool_slots = excluded.pool_slots \
              WHERE task_instance.state = 'none'";
         const START: &str = "UPDATE dag_run SET state = 'running', start_date = $2 \
              WHERE id = $1 AND state = 'queued'";
@@ -353,19 +394,25 @@ impl Store {
                         return Ok(false);
                     }
                 }
-                let ids: Vec<&str> = tasks.iter().map(|(id, _, _)| id.as_str()).collect();
-                let kinds: Vec<&str> = tasks.iter().map(|(_, kind, _)| kind.as_str()).collect();
-                let tries: Vec<i32> = tasks.iter().map(|(_, _, tries)| *tries).collect();
+                let ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+                let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
+                let tries: Vec<i32> = tasks.iter().map(|t| t.max_tries).collect();
+                let pools: Vec<Option<&str>> = tasks.iter().map(|t| t.pool.as_deref()).collect();
+                let slots: Vec<i32> = tasks.iter().map(|t| t.pool_slots).collect();
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO task_instance (run_pk, dag_id, task_id, kind, state, max_tries) \
-                     SELECT $1, $2, t.id, t.kind, 'none', t.tries \
-                     FROM unnest($3::text[], $4::text[], $5::int[]) AS t(id, kind, tries) {UPSERT}"
+                    "INSERT INTO task_instance (run_pk, dag_id, task_id, kind, state, max_tries, \
+                     pool, pool_slots) \
+                     SELECT $1, $2, t.id, t.kind, 'none', t.tries, t.pool, t.slots \
+                     FROM unnest($3::text[], $4::text[], $5::int[], $6::text[], $7::int[]) \
+                     AS t(id, kind, tries, pool, slots) {UPSERT}"
                 )))
                 .bind(run.id)
                 .bind(&run.dag_id)
                 .bind(&ids)
                 .bind(&kinds)
                 .bind(&tries)
+                .bind(&pools)
+                .bind(&slots)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -393,16 +440,19 @@ impl Store {
                         return Ok(false);
                     }
                 }
-                for (task_id, kind, max_tries) in tasks {
+                for task in tasks {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO task_instance (run_pk, dag_id, task_id, kind, state, \
-                         max_tries) VALUES ($1, $2, $3, $4, 'none', $5) {UPSERT}"
+                         max_tries, pool, pool_slots) VALUES ($1, $2, $3, $4, 'none', $5, $6, $7) \
+                         {UPSERT}"
                     )))
                     .bind(run.id)
                     .bind(&run.dag_id)
-                    .bind(task_id)
-                    .bind(kind)
-                    .bind(max_tries)
+                    .bind(&task.task_id)
+                    .bind(&task.kind)
+                    .bind(task.max_tries)
+                    .bind(&task.pool)
+                    .bind(task.pool_slots)
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -42,6 +42,10 @@ pub struct TaskInstanceRow {
     pub next_try_at: Option<DateTime<Utc>>,
     /// Why the last try failed.
     pub error: Option<String>,
+    /// The pool whose slots it takes while queued or running.
+    pub pool: Option<String>,
+    /// How many of them.
+    pub pool_slots: i32,
 }
 
 #[derive(sqlx::FromRow)]
@@ -62,6 +66,8 @@ struct RawTi {
     duration_ms: Option<i64>,
     next_try_at: Option<DateTime<Utc>>,
     error: Option<String>,
+    pool: Option<String>,
+    pool_slots: i32,
 }
 
 impl TryFrom<RawTi> for TaskInstanceRow {
@@ -85,6 +91,8 @@ impl TryFrom<RawTi> for TaskInstanceRow {
             duration_ms: r.duration_ms,
             next_try_at: r.next_try_at,
             error: r.error,
+            pool: r.pool,
+            pool_slots: r.pool_slots,
         })
     }
 }
@@ -92,7 +100,8 @@ impl TryFrom<RawTi> for TaskInstanceRow {
 macro_rules! ti_columns {
     () => {
         "id, run_pk, dag_id, task_id, kind, state, try_number, max_tries, \
-     hostname, worker, queued_at, start_date, end_date, duration_ms, next_try_at, error"
+     hostname, worker, queued_at, start_date, end_date, duration_ms, next_try_at, error, \
+     pool, pool_slots"
     };
 }
 
@@ -103,6 +112,73 @@ macro_rules! enqueue_set {
         "state = 'queued', try_number = try_number + 1, queued_at = $3, next_try_at = NULL, \
          hostname = NULL, worker = NULL, start_date = NULL, end_date = NULL, duration_ms = NULL"
     };
+}
+
+/// A task instance the scheduler found ready, with what it takes of a pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadyTi {
+    /// The task instance.
+    pub id: i64,
+    /// The state it was seen in.
+    pub state: TaskState,
+    /// Its pool, if any.
+    pub pool: Option<String>,
+    /// The pool slots it takes.
+    pub pool_slots: i32,
+}
+
+/// The ready task instances of `$ready` that fit, inside the transaction
+/// `$tx`: see [`Store::enqueue_limited`]. Evaluates to their ids and seen
+/// states, in order.
+macro_rules! within_limits {
+    ($tx:expr, $ready:expr, $pools:expr, $max_active_tasks:expr) => {{
+        let mut allowance = match $max_active_tasks {
+            Some((dag_id, max)) => {
+                let (active,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM task_instance \
+                     WHERE dag_id = $1 AND state IN ('queued', 'running')",
+                )
+                .bind(dag_id)
+                .fetch_one(&mut *$tx)
+                .await?;
+                max - active
+            }
+            None => i64::MAX,
+        };
+        // Free slots of each pool; a pool that does not exist has none.
+        let mut free: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        for name in $pools.iter() {
+            let slots: Option<(i64,)> =
+                sqlx::query_as("SELECT CAST(slots AS BIGINT) FROM pool WHERE name = $1")
+                    .bind(*name)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+            let (used,): (i64,) = sqlx::query_as(
+                "SELECT CAST(COALESCE(SUM(pool_slots), 0) AS BIGINT) FROM task_instance \
+                 WHERE pool = $1 AND state IN ('queued', 'running')",
+            )
+            .bind(*name)
+            .fetch_one(&mut *$tx)
+            .await?;
+            free.insert(*name, slots.map_or(0, |(slots,)| slots - used));
+        }
+        let mut chosen: Vec<(i64, TaskState)> = Vec::new();
+        for ti in $ready.iter() {
+            if allowance <= 0 {
+                break;
+            }
+            if let Some(name) = ti.pool.as_deref() {
+                let left = free.entry(name).or_insert(0);
+                if *left < i64::from(ti.pool_slots) {
+                    continue;
+                }
+                *left -= i64::from(ti.pool_slots);
+            }
+            allowance -= 1;
+            chosen.push((ti.id, ti.state));
+        }
+        chosen
+    }};
 }
 
 impl Store {
@@ -171,6 +247,35 @@ impl Store {
         tis: &[(i64, TaskState)],
         now: DateTime<Utc>,
     ) -> Result<Vec<TaskJob>> {
+        let ready: Vec<ReadyTi> = tis
+            .iter()
+            .map(|(id, state)| ReadyTi {
+                id: *id,
+                state: *state,
+                pool: None,
+                pool_slots: 1,
+            })
+            .collect();
+        self.enqueue_limited(&ready, None, now).await
+    }
+
+    /// As [`Store::enqueue`], but queues task instances, in the order given,
+    /// only while they fit: at most `max_active_tasks` of the DAG's task
+    /// instances queued or running (when given), and no pool over its
+    /// slots. A task instance whose pool does not exist waits. Schedulers
+    /// that queue at the same time take turns (row locks on the DAG and the
+    /// pools on PostgreSQL; SQLite has one writer), so the limits hold
+    /// across schedulers.
+    pub async fn enqueue_limited(
+        &self,
+        ready: &[ReadyTi],
+        max_active_tasks: Option<(&str, i64)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TaskJob>> {
+        let limited = max_active_tasks.is_some() || ready.iter().any(|t| t.pool.is_some());
+        let mut pools: Vec<&str> = ready.iter().filter_map(|t| t.pool.as_deref()).collect();
+        pools.sort_unstable();
+        pools.dedup();
         let update = concat!(
             "UPDATE task_instance SET ",
             enqueue_set!(),
@@ -180,9 +285,26 @@ impl Store {
             // One statement for the whole batch: a wide DAG queues hundreds
             // of tasks at once.
             Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let tis = if limited {
+                    if let Some((dag_id, _)) = max_active_tasks {
+                        sqlx::query("SELECT 1 FROM dag WHERE dag_id = $1 FOR UPDATE")
+                            .bind(dag_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    for name in &pools {
+                        sqlx::query("SELECT 1 FROM pool WHERE name = $1 FOR UPDATE")
+                            .bind(name)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    within_limits!(tx, ready, &pools, max_active_tasks)
+                } else {
+                    ready.iter().map(|t| (t.id, t.state)).collect()
+                };
                 let ids: Vec<i64> = tis.iter().map(|(id, _)| *id).collect();
                 let states: Vec<&str> = tis.iter().map(|(_, state)| state.as_str()).collect();
-                let mut tx = pool.begin().await?;
                 let rows: Vec<(i64, i32)> = sqlx::query_as(concat!(
                     "UPDATE task_instance ti SET ",
                     enqueue_set!(),
@@ -208,8 +330,13 @@ impl Store {
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
+                let tis = if limited {
+                    within_limits!(tx, ready, &pools, max_active_tasks)
+                } else {
+                    ready.iter().map(|t| (t.id, t.state)).collect()
+                };
                 let mut jobs = Vec::with_capacity(tis.len());
-                for (ti_id, from) in tis {
+                for (ti_id, from) in &tis {
                     let row: Option<(i32,)> = sqlx::query_as(update)
                         .bind(ti_id)
                         .bind(from.as_str())
