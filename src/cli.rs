@@ -91,6 +91,16 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Mark a run success or failed, with its unfinished task instances.
+    Mark {
+        /// The run id (or the run's numeric key).
+        run_id: String,
+        /// The state to give it.
+        state: crate::operations::Outcome,
+        /// The DAG, when the run id is used by several.
+        #[arg(long)]
+        dag: Option<String>,
+    },
     /// Clear a finished run so that its tasks run again.
     Clear {
         /// The run id (or the run's numeric key).
@@ -376,6 +386,9 @@ pub async fn runs(config: &Config, command: RunsCommand) -> anyhow::Result<ExitC
             let run = find_run(&store, &run_id, dag.as_deref()).await?;
             print_run(&store, &run, json).await?;
         }
+        RunsCommand::Mark { run_id, state, dag } => {
+            return crate::operations::mark_run(config, &run_id, dag.as_deref(), state).await;
+        }
         RunsCommand::Clear { run_id, dag } => {
             let run = find_run(&store, &run_id, dag.as_deref()).await?;
             if store.clear_run(run.id, Utc::now()).await? {
@@ -396,7 +409,7 @@ pub async fn runs(config: &Config, command: RunsCommand) -> anyhow::Result<ExitC
 }
 
 /// The run named by `run_id` (or by its numeric key), in `dag` when given.
-async fn find_run(store: &Store, run_id: &str, dag: Option<&str>) -> anyhow::Result<RunRow> {
+pub async fn find_run(store: &Store, run_id: &str, dag: Option<&str>) -> anyhow::Result<RunRow> {
     let mut matches = store.runs_by_run_id(run_id).await?;
     // A bare number may also be the run's database key.
     if matches.is_empty()

@@ -5,6 +5,7 @@ mod backfills;
 mod bench;
 mod cli;
 mod config;
+mod operations;
 mod services;
 mod standalone;
 
@@ -70,6 +71,16 @@ enum Command {
     Runs {
         #[command(subcommand)]
         command: cli::RunsCommand,
+    },
+    /// Task instances: clear them, mark them.
+    Tasks {
+        #[command(subcommand)]
+        command: operations::TasksCommand,
+    },
+    /// Pools of slots that cap how many tasks of a kind run at once.
+    Pools {
+        #[command(subcommand)]
+        command: operations::PoolsCommand,
     },
     /// Backfills: list, show and cancel them (create with `dags backfill`).
     Backfills {
@@ -154,6 +165,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Dags { command } => return cli::dags(&config, command).await,
         Command::Runs { command } => return cli::runs(&config, command).await,
+        Command::Tasks { command } => return operations::tasks(&config, command).await,
+        Command::Pools { command } => return operations::pools(&config, command).await,
         Command::Backfills { command } => return backfills::command(&config, command).await,
         Command::Bench { command } => bench::run(&config, command).await?,
     }

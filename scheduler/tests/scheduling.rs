@@ -15,7 +15,7 @@ use rtmas_scheduler::queue::TaskJob;
 use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use rtmas_scheduler::state::{RunState, TaskState};
 use rtmas_scheduler::store::{
-    NewBackfill, NewRun, PlannedAction, Reprocess, RunRow, Store, TryOutcome,
+    NewBackfill, NewRun, PlannedAction, Reprocess, RunRow, Store, TaskSpec, TryOutcome,
 };
 use serde_json::json;
 
@@ -37,6 +37,9 @@ on_both_backends!(
     a_pool_caps_queued_and_running_tasks_across_dags,
     a_task_waits_while_its_pool_does_not_exist,
     max_active_tasks_caps_a_dags_active_task_instances,
+    clearing_a_task_with_its_downstream_runs_them_again,
+    marking_a_task_failed_fails_its_downstream_and_its_run,
+    marking_a_run_succeeded_finishes_its_task_instances,
 );
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -745,4 +748,176 @@ async fn max_active_tasks_caps_a_dags_active_task_instances(store: Store) {
         f.work(&SUCCESS).await;
     }
     assert_eq!(total, 14, "both runs' seven tasks ran");
+}
+
+const CHAIN: &str = "dag_id: chain\ntasks:\n  - {id: a, kind: noop}\n  \
+                     - {id: b, kind: noop, depends_on: [a]}\n  \
+                     - {id: c, kind: noop, depends_on: [b]}\n";
+
+/// A manual run of the chain DAG; returns its key.
+async fn chain_run(f: &Fixture) -> i64 {
+    let now = f.clock.now_utc();
+    f.store
+        .create_run(&NewRun::manual("chain", json!({}), now), now)
+        .await
+        .expect("run")
+        .id
+}
+
+/// (task id, state, try number) of a run's task instances.
+async fn states(f: &Fixture, run_pk: i64) -> Vec<(String, TaskState, i32)> {
+    f.store
+        .task_instances(run_pk)
+        .await
+        .expect("tis")
+        .into_iter()
+        .map(|t| (t.task_id, t.state, t.try_number))
+        .collect()
+}
+
+fn row(task: &str, state: TaskState, try_number: i32) -> (String, TaskState, i32) {
+    (task.to_owned(), state, try_number)
+}
+
+async fn clearing_a_task_with_its_downstream_runs_them_again(store: Store) {
+    let f = Fixture::new(store, "2026-01-01T00:00:00Z", CHAIN);
+    let mut scheduler = f.scheduler().await;
+    let run = chain_run(&f).await;
+    f.settle(&mut scheduler, &SUCCESS).await;
+    assert_eq!(
+        f.store.run(run).await.expect("run").state,
+        RunState::Success
+    );
+
+    let dag = f.store.dag("chain").await.expect("dag");
+    let definition = f.store.dag_version(dag.version_id).await.expect("version");
+    let b = definition.task("b").expect("b");
+    let mut specs = vec![TaskSpec::of(&definition, b)];
+    specs.extend(
+        definition
+            .downstream_of("b")
+            .into_iter()
+            .map(|t| TaskSpec::of(&definition, t)),
+    );
+    let cleared = f
+        .store
+        .clear_task_instances(run, &specs, f.clock.now_utc())
+        .await
+        .expect("clear");
+    assert_eq!(cleared, 2);
+    assert_eq!(f.store.run(run).await.expect("run").state, RunState::Queued);
+
+    f.settle(&mut scheduler, &SUCCESS).await;
+    assert_eq!(
+        f.store.run(run).await.expect("run").state,
+        RunState::Success
+    );
+    assert_eq!(
+        states(&f, run).await,
+        [
+            row("a", TaskState::Success, 1),
+            row("b", TaskState::Success, 2),
+            row("c", TaskState::Success, 2)
+        ]
+    );
+}
+
+async fn marking_a_task_failed_fails_its_downstream_and_its_run(store: Store) {
+    let f = Fixture::new(store, "2026-01-01T00:00:00Z", CHAIN);
+    let mut scheduler = f.scheduler().await;
+    let run = chain_run(&f).await;
+    scheduler.run_once().await.expect("pass");
+    let a = f.store.task_instances(run).await.expect("tis")[0].clone();
+    assert_eq!(a.state, TaskState::Queued);
+
+    let now = f.clock.now_utc();
+    assert!(
+        f.store
+            .mark_task_instance(a.id, TaskState::Failed, now)
+            .await
+            .expect("mark")
+    );
+    // The queued try can no longer start.
+    assert_eq!(f.work(&SUCCESS).await, 0);
+    f.settle(&mut scheduler, &SUCCESS).await;
+    assert_eq!(f.store.run(run).await.expect("run").state, RunState::Failed);
+    assert_eq!(
+        states(&f, run).await,
+        [
+            row("a", TaskState::Failed, 1),
+            row("b", TaskState::UpstreamFailed, 0),
+            row("c", TaskState::UpstreamFailed, 0)
+        ]
+    );
+
+    // Marked success afterwards, the rest of the run goes ahead.
+    assert!(
+        f.store
+            .mark_task_instance(a.id, TaskState::Success, now)
+            .await
+            .expect("mark")
+    );
+    let dag = f.store.dag("chain").await.expect("dag");
+    let definition = f.store.dag_version(dag.version_id).await.expect("version");
+    let specs: Vec<_> = definition
+        .downstream_of("a")
+        .into_iter()
+        .map(|t| TaskSpec::of(&definition, t))
+        .collect();
+    f.store
+        .clear_task_instances(run, &specs, now)
+        .await
+        .expect("clear");
+    f.settle(&mut scheduler, &SUCCESS).await;
+    assert_eq!(
+        f.store.run(run).await.expect("run").state,
+        RunState::Success
+    );
+}
+
+async fn marking_a_run_succeeded_finishes_its_task_instances(store: Store) {
+    let f = Fixture::new(store, "2026-01-01T00:00:00Z", CHAIN);
+    let mut scheduler = f.scheduler().await;
+    let run = chain_run(&f).await;
+    scheduler.run_once().await.expect("pass");
+    let now = f.clock.now_utc();
+    assert!(
+        f.store
+            .mark_run(run, RunState::Success, now)
+            .await
+            .expect("mark")
+    );
+    assert!(
+        !f.store
+            .mark_run(run, RunState::Success, now)
+            .await
+            .expect("again")
+    );
+    f.settle(&mut scheduler, &SUCCESS).await;
+    let row_ = f.store.run(run).await.expect("run");
+    assert_eq!(row_.state, RunState::Success);
+    assert!(
+        states(&f, run)
+            .await
+            .iter()
+            .all(|(_, s, _)| *s == TaskState::Success)
+    );
+
+    f.clock.advance(chrono::TimeDelta::seconds(1));
+    let failed = chain_run(&f).await;
+    scheduler.run_once().await.expect("pass");
+    assert!(
+        f.store
+            .mark_run(failed, RunState::Failed, now)
+            .await
+            .expect("mark")
+    );
+    assert_eq!(
+        states(&f, failed).await,
+        [
+            row("a", TaskState::Failed, 1),
+            row("b", TaskState::Skipped, 0),
+            row("c", TaskState::Skipped, 0)
+        ]
+    );
 }

@@ -216,6 +216,24 @@ impl Dag {
         self.tasks.iter().find(|t| t.id == task_id)
     }
 
+    /// The tasks that depend on `task_id`, directly or through others, in
+    /// file order.
+    pub fn downstream_of(&self, task_id: &str) -> Vec<&Task> {
+        let mut reached: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut frontier = vec![task_id];
+        while let Some(id) = frontier.pop() {
+            for task in &self.tasks {
+                if task.depends_on.iter().any(|dep| dep == id) && reached.insert(&task.id) {
+                    frontier.push(&task.id);
+                }
+            }
+        }
+        self.tasks
+            .iter()
+            .filter(|t| reached.contains(t.id.as_str()))
+            .collect()
+    }
+
     /// The effective retry and timeout settings of a task.
     pub fn task_args(&self, task: &Task) -> TaskArgs {
         task.args.or(&self.default_args)

@@ -8,6 +8,7 @@
 
 mod backfills;
 mod dags;
+mod operations;
 mod pools;
 mod runs;
 mod scheduled;
