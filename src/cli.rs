@@ -340,6 +340,9 @@ async fn print_run(store: &Store, run: &RunRow, json: bool) -> anyhow::Result<()
         run.data_interval_end.to_rfc3339()
     );
     println!("conf       {}", run.conf);
+    if let Some(at) = run.deadline_missed_at {
+        println!("deadline   missed (still running at {})", at.to_rfc3339());
+    }
     println!(
         "\n{:<24} {:<16} {:>5} {:>10}  ERROR",
         "TASK", "STATE", "TRY", "MS"

@@ -40,6 +40,8 @@ on_both_backends!(
     clearing_a_task_with_its_downstream_runs_them_again,
     marking_a_task_failed_fails_its_downstream_and_its_run,
     marking_a_run_succeeded_finishes_its_task_instances,
+    a_run_past_its_dagrun_timeout_fails,
+    a_run_unfinished_past_its_deadline_is_recorded,
 );
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -919,5 +921,67 @@ async fn marking_a_run_succeeded_finishes_its_task_instances(store: Store) {
             row("b", TaskState::Skipped, 0),
             row("c", TaskState::Skipped, 0)
         ]
+    );
+}
+
+async fn a_run_past_its_dagrun_timeout_fails(store: Store) {
+    let yaml = CHAIN.replace("dag_id: chain\n", "dag_id: chain\ndagrun_timeout: 10m\n");
+    let f = Fixture::new(store, "2026-01-01T00:00:00Z", &yaml);
+    let mut scheduler = f.scheduler().await;
+    let run = chain_run(&f).await;
+    scheduler.run_once().await.expect("pass");
+    f.clock.set(at("2026-01-01T00:09:59Z"));
+    scheduler.run_once().await.expect("pass");
+    assert_eq!(
+        f.store.run(run).await.expect("run").state,
+        RunState::Running
+    );
+
+    f.clock.set(at("2026-01-01T00:10:00Z"));
+    scheduler.run_once().await.expect("pass");
+    assert_eq!(f.store.run(run).await.expect("run").state, RunState::Failed);
+    assert_eq!(
+        states(&f, run).await,
+        [
+            row("a", TaskState::Failed, 1),
+            row("b", TaskState::Skipped, 0),
+            row("c", TaskState::Skipped, 0)
+        ]
+    );
+}
+
+async fn a_run_unfinished_past_its_deadline_is_recorded(store: Store) {
+    let yaml = "dag_id: hourly\nschedule: '@hourly'\nstart_date: '2026-01-01T00:00:00Z'\n\
+                catchup: true\ndeadline: 30m\nmax_active_runs: 1\n\
+                tasks:\n  - {id: a, kind: noop}\n";
+    let f = Fixture::new(store, "2026-01-01T01:00:00Z", yaml);
+    let mut scheduler = f.scheduler().await;
+    // The 00:00 run finishes in time; the 01:00 one does not.
+    f.settle(&mut scheduler, &SUCCESS).await;
+    f.clock.set(at("2026-01-01T02:00:00Z"));
+    scheduler.run_once().await.expect("pass");
+    f.clock.set(at("2026-01-01T02:29:00Z"));
+    scheduler.run_once().await.expect("pass");
+    let late = |runs: Vec<RunRow>| -> Vec<DateTime<Utc>> {
+        let mut late: Vec<_> = runs
+            .iter()
+            .filter(|r| r.deadline_missed_at.is_some())
+            .map(|r| r.logical_date)
+            .collect();
+        late.sort();
+        late
+    };
+    assert!(late(f.runs("hourly").await).is_empty());
+
+    f.clock.set(at("2026-01-01T02:30:00Z"));
+    scheduler.run_once().await.expect("pass");
+    assert_eq!(late(f.runs("hourly").await), [at("2026-01-01T01:00:00Z")]);
+    f.settle(&mut scheduler, &SUCCESS).await;
+    let runs = f.runs("hourly").await;
+    assert!(runs.iter().all(|r| r.state == RunState::Success));
+    assert_eq!(
+        late(runs),
+        [at("2026-01-01T01:00:00Z")],
+        "finishing late stays recorded"
     );
 }

@@ -21,6 +21,7 @@
 mod orphans;
 pub mod rules;
 mod scheduled;
+mod timeouts;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -266,6 +267,7 @@ impl Scheduler {
         if self.reap_at.is_none_or(|at| at <= now) {
             self.reap_at = Some(now + REAP_INTERVAL);
             self.fail_orphaned_tries(&mut report).await?;
+            self.record_missed_deadlines(now).await?;
         }
         for run in self.store.runs_in_state(RunState::Running).await? {
             let span = info_span!("run", dag_id = %run.dag_id, run_id = %run.run_id);
@@ -381,6 +383,10 @@ impl Scheduler {
     ) -> Result<(), SchedulerError> {
         let dag = self.version(run.version_id).await?;
         let now = self.clock.now();
+        if self.enforce_run_timeout(&dag, run, now).await? {
+            report.runs_finished += 1;
+            return Ok(());
+        }
         let tis = self.store.task_instances(run.id).await?;
         let decisions = rules::decide(&dag, &tis, now);
         if let Some(at) = decisions.next_retry {

@@ -144,6 +144,8 @@ pub struct RunRow {
     pub end_date: Option<DateTime<Utc>>,
     /// The backfill that created or last re-ran it.
     pub backfill_id: Option<i64>,
+    /// When it was found unfinished past its DAG's deadline.
+    pub deadline_missed_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -162,6 +164,7 @@ pub(super) struct RawRun {
     start_date: Option<DateTime<Utc>>,
     end_date: Option<DateTime<Utc>>,
     backfill_id: Option<i64>,
+    deadline_missed_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<RawRun> for RunRow {
@@ -183,6 +186,7 @@ impl TryFrom<RawRun> for RunRow {
             start_date: raw.start_date,
             end_date: raw.end_date,
             backfill_id: raw.backfill_id,
+            deadline_missed_at: raw.deadline_missed_at,
         })
     }
 }
@@ -190,7 +194,8 @@ impl TryFrom<RawRun> for RunRow {
 macro_rules! run_columns {
     () => {
         "id, dag_id, run_id, run_type, state, version_id, logical_date, \
-     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, backfill_id"
+     data_interval_start, data_interval_end, conf, queued_at, start_date, end_date, backfill_id, \
+     deadline_missed_at"
     };
 }
 pub(super) use run_columns;
@@ -460,6 +465,29 @@ impl Store {
             }
         }
         Ok(true)
+    }
+
+    /// Records, on the DAG's runs still queued or running whose data
+    /// interval ended at or before `due_before`, that they missed their
+    /// deadline. Returns the run ids it marked.
+    pub async fn record_missed_deadlines(
+        &self,
+        dag_id: &str,
+        due_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        let sql = "UPDATE dag_run SET deadline_missed_at = $3 WHERE dag_id = $1 \
+                   AND state IN ('queued', 'running') AND deadline_missed_at IS NULL \
+                   AND data_interval_end <= $2 RETURNING run_id";
+        let rows: Vec<(String,)> = on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql)
+                .bind(dag_id)
+                .bind(due_before)
+                .bind(now)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
     /// Finishes a running run. Returns whether this call did.
