@@ -19,11 +19,6 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("failed to create data folder {}", data_dir.display()))?;
     let db = data_dir.join("rtmas.db");
     config.database_url = Some(format!("sqlite:{}", db.display()));
-    // One process: the worker may poll its local file often at little cost.
-    config.worker.poll_interval = config
-        .worker
-        .poll_interval
-        .min(std::time::Duration::from_millis(100));
     let store = connect(&config).await?;
     tracing::info!(database = %db.display(), dags_dir = %config.dags_dir.display(), "standalone started");
 
