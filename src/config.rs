@@ -95,7 +95,7 @@ impl Default for WorkerSection {
         WorkerSection {
             concurrency: 8,
             grace_period: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(500),
             heartbeat_interval: Duration::from_secs(2),
         }
     }

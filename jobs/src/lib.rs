@@ -8,12 +8,14 @@
 //! - [`command`]: the `command` kind, running a program in its own process
 //!   group.
 //! - [`tasklog`]: buffered writing of a try's log lines to the store.
+//! - [`wakeups`]: when a worker asks the queue for jobs.
 //! - [`worker`]: the worker runtime over apalis, with a concurrency limit
 //!   and a graceful stop.
 
 pub mod command;
 pub mod registry;
 pub mod tasklog;
+pub mod wakeups;
 pub mod worker;
 
 pub use registry::{JobContext, JobError, JobKind, Registry};

@@ -7,14 +7,12 @@
 //! of its own tries ends and frees a slot, and on a poll interval as the
 //! fallback.
 //!
-//! NOTE: apalis 1.0 workers can sit idle after start-up and after a burst of
-//! work until the backend's next heartbeat, even when a wake-up stream has
-//! fired (the poll strategy's wake-up is lost while the worker is not
-//! polling). The heartbeat is therefore set to one second instead of the
-//! default thirty, and the default poll interval is 100 ms: measured on the
-//! scheduler benchmark, a 500 ms poll left one edge in a hundred waiting
-//! about 300 ms, and 100 ms brings that to about 45 ms. Each costs one small
-//! query per interval per worker.
+//! The wake-ups go through [`Wakeups`], which keeps every source armed
+//! (apalis' own combination could lose them after a burst of work).
+//!
+//! NOTE: the queue backend's heartbeat is set to one second instead of the
+//! default thirty; it also re-arms a worker that sat idle, and costs one
+//! small query per second per worker.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,15 +22,17 @@ use std::time::Duration;
 use apalis::prelude::BackendExt;
 use apalis::prelude::{BoxDynError, Data, Strategy, WorkerBuilder, WorkerBuilderExt};
 use chrono::Utc;
+use futures::{StreamExt, stream};
 use rtmas_scheduler::dag::template::{RunContext, render_params};
 use rtmas_scheduler::dag::{Dag, TaskArgs};
 use rtmas_scheduler::queue::{QUEUE_NAME, TaskJob};
 use rtmas_scheduler::store::{Claim, Pool, Store, StoreError, TryOutcome};
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::registry::{JobContext, JobError, Registry};
 use crate::tasklog::TaskLog;
+use crate::wakeups::Wakeups;
 
 /// How often the queue backend beats; the module docs say why it is short.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -72,7 +72,7 @@ struct Runtime {
     wake: futures::channel::mpsc::UnboundedSender<()>,
     registry: Registry,
     config: WorkerConfig,
-    versions: Mutex<HashMap<i64, Arc<Dag>>>,
+    versions: Mutex<HashMap<i64, Arc<OnceCell<Arc<Dag>>>>>,
 }
 
 /// Runs a worker until `shutdown` completes, then lets running tries finish
@@ -135,13 +135,10 @@ pub async fn run_worker(
             let pubsub = apalis_postgres::Pubsub::new(pool.clone(), QUEUE_NAME.to_owned());
             let backend = apalis_postgres::PostgresStorage::<TaskJob>::new(pool)
                 .with_config(config)
-                .poll_with_strategy(
-                    Strategy::new()
-                        .stream(pubsub)
-                        .stream(woken)
-                        .stream(queued)
-                        .interval(poll),
-                );
+                .poll_with_strategy(Strategy::new().apply(Wakeups::new(
+                    stream::select(pubsub.map(|_| ()), stream::select(woken, queued)),
+                    poll,
+                )));
             let worker = WorkerBuilder::new(name.as_str())
                 .backend(backend)
                 .data(runtime)
@@ -156,7 +153,9 @@ pub async fn run_worker(
                 .heartbeat_interval(HEARTBEAT);
             let backend = apalis_sqlite::SqliteStorage::<TaskJob>::new(pool)
                 .with_config(config)
-                .poll_with_strategy(Strategy::new().stream(woken).stream(queued).interval(poll));
+                .poll_with_strategy(
+                    Strategy::new().apply(Wakeups::new(stream::select(woken, queued), poll)),
+                );
             let worker = WorkerBuilder::new(name.as_str())
                 .backend(backend)
                 .data(runtime)
@@ -332,21 +331,21 @@ async fn execute(
     (result, args)
 }
 
+/// The DAG version a try runs, read once per worker: the tries that start
+/// together on a new version wait for one read rather than each reading and
+/// decoding it (a wide DAG's definition is large).
 async fn version(runtime: &Runtime, version_id: i64) -> Result<Arc<Dag>, StoreError> {
-    let cached = runtime
+    let cell = runtime
         .versions
         .lock()
         .expect("version cache lock is never poisoned: holders do not panic")
-        .get(&version_id)
-        .cloned();
-    if let Some(dag) = cached {
-        return Ok(dag);
-    }
-    let dag = Arc::new(runtime.store.dag_version(version_id).await?);
-    runtime
-        .versions
-        .lock()
-        .expect("version cache lock is never poisoned: holders do not panic")
-        .insert(version_id, dag.clone());
-    Ok(dag)
+        .entry(version_id)
+        .or_default()
+        .clone();
+    let dag = cell
+        .get_or_try_init(|| async {
+            Ok::<_, StoreError>(Arc::new(runtime.store.dag_version(version_id).await?))
+        })
+        .await?;
+    Ok(dag.clone())
 }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use rtmas_scheduler::dag::{AnyKind, LoadedDag, parse_dag};
 use rtmas_scheduler::queue::TaskJob;
 use rtmas_scheduler::state::{RunState, TaskState};
-use rtmas_scheduler::store::{LogLine, NewRun, Store, StoreError, TaskSpec, TryOutcome};
+use rtmas_scheduler::store::{LogLine, NewRun, Pool, Store, StoreError, TaskSpec, TryOutcome};
 
 use rtmas_scheduler::on_both_backends;
 
@@ -24,6 +24,7 @@ on_both_backends!(
     settle_only_moves_task_instances_still_in_the_seen_state,
     task_log_keeps_lines_in_order,
     finish_run_happens_once,
+    prune_queue_deletes_only_jobs_finished_long_ago,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -411,4 +412,55 @@ async fn finish_run_happens_once(store: Store) {
             .expect("finish again")
     );
     assert_eq!(store.run(run).await.expect("run").state, RunState::Failed);
+}
+
+async fn prune_queue_deletes_only_jobs_finished_long_ago(store: Store) {
+    let run = running_run(&store, "etl", &["a", "b"]).await;
+    let tis = store.task_instances(run).await.expect("tis");
+    store
+        .enqueue(
+            &[(tis[0].id, TaskState::None), (tis[1].id, TaskState::None)],
+            t0(),
+        )
+        .await
+        .expect("enqueue");
+    let later = t0() + Duration::hours(1);
+    assert_eq!(
+        store.prune_queue(later).await.expect("prune"),
+        0,
+        "pending jobs stay"
+    );
+
+    // As the queue records a finished job: one long ago, one just now.
+    let key = format!("ti{}-try1", tis[0].id);
+    match store.pool() {
+        Pool::Postgres(pool) => {
+            sqlx::query("UPDATE apalis.jobs SET status = 'Done', done_at = $1")
+                .bind(t0())
+                .execute(pool)
+                .await
+                .expect("finish jobs");
+            sqlx::query("UPDATE apalis.jobs SET done_at = $1 WHERE idempotency_key = $2")
+                .bind(later)
+                .bind(&key)
+                .execute(pool)
+                .await
+                .expect("finish one later");
+        }
+        Pool::Sqlite(pool) => {
+            sqlx::query("UPDATE Jobs SET status = 'Done', done_at = $1")
+                .bind(t0().timestamp())
+                .execute(pool)
+                .await
+                .expect("finish jobs");
+            sqlx::query("UPDATE Jobs SET done_at = $1 WHERE idempotency_key = $2")
+                .bind(later.timestamp())
+                .bind(&key)
+                .execute(pool)
+                .await
+                .expect("finish one later");
+        }
+    }
+    assert_eq!(store.prune_queue(later).await.expect("prune"), 1);
+    assert_eq!(store.prune_queue(later).await.expect("prune again"), 0);
 }

@@ -48,6 +48,9 @@ use crate::timetable::Timetable;
 /// tries are failed within 14 s.
 const REAP_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
+/// How often, and after how long, finished jobs leave the job queue.
+const PRUNE_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// How many queued runs of each DAG, and of each backfill, one pass looks
 /// at; see [`Store::startable_runs`].
 const STARTABLE_PER_QUEUE: i64 = 64;
@@ -118,6 +121,8 @@ pub struct Scheduler {
     check_queued: bool,
     /// When tries of dead workers are looked for next; `None` means at once.
     reap_at: Option<DateTime<Utc>>,
+    /// When the job queue's finished jobs are pruned next.
+    prune_at: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
@@ -139,6 +144,7 @@ impl Scheduler {
             scan_schedules_at: None,
             check_queued: true,
             reap_at: None,
+            prune_at: None,
         }
     }
 
@@ -269,6 +275,13 @@ impl Scheduler {
             self.fail_orphaned_tries(&mut report).await?;
             self.record_missed_deadlines(now).await?;
         }
+        if self.prune_at.is_none_or(|at| at <= now) {
+            self.prune_at = Some(now + PRUNE_INTERVAL);
+            let pruned = self.store.prune_queue(now - PRUNE_INTERVAL).await?;
+            if pruned > 0 {
+                debug!(pruned, "finished jobs pruned from the queue");
+            }
+        }
         for run in self.store.runs_in_state(RunState::Running).await? {
             let span = info_span!("run", dag_id = %run.dag_id, run_id = %run.run_id);
             self.schedule_run(&run, &mut report)
@@ -385,6 +398,12 @@ impl Scheduler {
         let now = self.clock.now();
         if self.enforce_run_timeout(&dag, run, now).await? {
             report.runs_finished += 1;
+            return Ok(());
+        }
+        // Nothing can be decided while every unfinished task instance is in
+        // flight: only a try's end changes that, and it wakes us again.
+        let (waiting, in_flight) = self.store.run_activity(run.id).await?;
+        if !waiting && in_flight {
             return Ok(());
         }
         let tis = self.store.task_instances(run.id).await?;

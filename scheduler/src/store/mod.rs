@@ -17,6 +17,8 @@ mod tries;
 mod workers;
 
 use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -207,6 +209,32 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Deletes the job queue's records of jobs that finished before
+    /// `before`. The queue only delivers jobs; the task instance and its
+    /// tries keep the history, so finished jobs are of no further use and
+    /// would otherwise slow the queue's own bookkeeping as they pile up.
+    /// Returns how many it deleted.
+    pub async fn prune_queue(&self, before: DateTime<Utc>) -> Result<u64> {
+        let n = match &self.pool {
+            Pool::Postgres(pool) => sqlx::query(
+                "DELETE FROM apalis.jobs WHERE status IN ('Done', 'Killed') AND done_at < $1",
+            )
+            .bind(before)
+            .execute(pool)
+            .await?
+            .rows_affected(),
+            // apalis-sqlite keeps `done_at` as Unix seconds.
+            Pool::Sqlite(pool) => {
+                sqlx::query("DELETE FROM Jobs WHERE status IN ('Done', 'Killed') AND done_at < $1")
+                    .bind(before.timestamp())
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+        };
+        Ok(n)
     }
 
     /// Raises the in-process signal of [`Store::announce`]: wakes a waiting

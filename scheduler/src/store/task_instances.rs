@@ -195,6 +195,21 @@ impl Store {
         rows.into_iter().map(TaskInstanceRow::try_from).collect()
     }
 
+    /// Whether a run has task instances waiting for a decision (`none`,
+    /// `scheduled`, `up_for_retry`) and whether it has some in flight
+    /// (`queued`, `running`). Two index probes, however large the run.
+    pub async fn run_activity(&self, run_pk: i64) -> Result<(bool, bool)> {
+        let sql = "SELECT \
+            EXISTS (SELECT 1 FROM task_instance WHERE run_pk = $1 \
+                    AND state IN ('none', 'scheduled', 'up_for_retry')), \
+            EXISTS (SELECT 1 FROM task_instance WHERE run_pk = $1 \
+                    AND state IN ('queued', 'running'))";
+        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(run_pk)
+            .fetch_one(pool)
+            .await?))
+    }
+
     /// One task instance by store key.
     pub async fn task_instance(&self, ti_id: i64) -> Result<TaskInstanceRow> {
         let sql: &str = concat!(
