@@ -5,6 +5,7 @@
 //!
 //! - [`registry`]: the job kinds a worker knows, by name; later kinds plug
 //!   in here.
+//! - [`batch`]: claims and endings of tries, batched into shared statements.
 //! - [`command`]: the `command` kind, running a program in its own process
 //!   group.
 //! - [`tasklog`]: buffered writing of a try's log lines to the store.
@@ -12,6 +13,7 @@
 //! - [`worker`]: the worker runtime over apalis, with a concurrency limit
 //!   and a graceful stop.
 
+pub mod batch;
 pub mod command;
 pub mod registry;
 pub mod tasklog;

@@ -30,6 +30,7 @@ use rtmas_scheduler::store::{Claim, Pool, Store, StoreError, TryOutcome};
 use tokio::sync::{OnceCell, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::batch::{Batcher, SharedError};
 use crate::registry::{JobContext, JobError, Registry};
 use crate::tasklog::TaskLog;
 use crate::wakeups::Wakeups;
@@ -73,6 +74,8 @@ struct Runtime {
     registry: Registry,
     config: WorkerConfig,
     versions: Mutex<HashMap<i64, Arc<OnceCell<Arc<Dag>>>>>,
+    /// Claims and endings of tries, batched.
+    batcher: Batcher,
 }
 
 /// Runs a worker until `shutdown` completes, then lets running tries finish
@@ -101,12 +104,14 @@ pub async fn run_worker(
             }
         }
     });
+    let batcher = Batcher::start(store.clone(), config.hostname.clone(), config.name.clone());
     let runtime = Arc::new(Runtime {
         store: store.clone(),
         wake,
         registry,
         config,
         versions: Mutex::default(),
+        batcher,
     });
     // Registered before it takes any job, so every try it claims belongs to
     // a worker the scheduler can watch.
@@ -221,17 +226,9 @@ async fn handle(job: TaskJob, runtime: Data<Arc<Runtime>>) -> Result<(), BoxDynE
     Ok(())
 }
 
-async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), StoreError> {
+async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), SharedError> {
     let store = &runtime.store;
-    let Some(claim) = store
-        .claim(
-            job,
-            &runtime.config.hostname,
-            &runtime.config.name,
-            Utc::now(),
-        )
-        .await?
-    else {
+    let Some(claim) = runtime.batcher.claim(job).await? else {
         debug!(
             ti_id = job.ti_id,
             try_number = job.try_number,
@@ -268,7 +265,7 @@ async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), StoreError> {
         };
         drop(log);
         writer.finish().await;
-        let state = store.finish_try(&claim, &outcome, now).await?;
+        let state = runtime.batcher.finish(claim.clone(), outcome, now).await?;
         info!(state = ?state, "try finished");
         Ok(())
     }

@@ -25,6 +25,7 @@ on_both_backends!(
     task_log_keeps_lines_in_order,
     finish_run_happens_once,
     prune_queue_deletes_only_jobs_finished_long_ago,
+    claim_many_and_finish_many_answer_each_try_in_order,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -463,4 +464,69 @@ async fn prune_queue_deletes_only_jobs_finished_long_ago(store: Store) {
     }
     assert_eq!(store.prune_queue(later).await.expect("prune"), 1);
     assert_eq!(store.prune_queue(later).await.expect("prune again"), 0);
+}
+
+async fn claim_many_and_finish_many_answer_each_try_in_order(store: Store) {
+    let run = running_run(&store, "etl", &["a", "b", "c"]).await;
+    let tis = store.task_instances(run).await.expect("tis");
+    let jobs = store
+        .enqueue(
+            &[
+                (tis[0].id, TaskState::None),
+                (tis[1].id, TaskState::None),
+                (tis[2].id, TaskState::None),
+            ],
+            t0(),
+        )
+        .await
+        .expect("enqueue");
+    // b is taken by another worker first.
+    store
+        .claim(jobs[1], "host", "other", t0())
+        .await
+        .expect("claim")
+        .expect("b is queued");
+
+    let claims = store
+        .claim_many(&[jobs[2], jobs[1], jobs[0]], "host", "w1", t0())
+        .await
+        .expect("claim many");
+    let got: Vec<Option<&str>> = claims
+        .iter()
+        .map(|c| c.as_ref().map(|c| c.task_id.as_str()))
+        .collect();
+    assert_eq!(got, [Some("c"), None, Some("a")]);
+
+    let c = claims[0].clone().expect("c");
+    let a = claims[2].clone().expect("a");
+    let end = t0() + Duration::seconds(3);
+    let failed = TryOutcome::Failed {
+        error: "exit status 1".to_owned(),
+        retry_at: None,
+    };
+    let ok = TryOutcome::Success(Some(serde_json::json!({"rows": 3})));
+    let states = store
+        .finish_many(&[(&a, &failed, end), (&c, &ok, end), (&a, &ok, end)])
+        .await
+        .expect("finish many");
+    assert_eq!(
+        states,
+        [Some(TaskState::Failed), Some(TaskState::Success), None],
+        "a try ends once; a second ending of it in the same batch changes nothing"
+    );
+    let a_row = store.task_instance(a.ti_id).await.expect("a");
+    assert_eq!(a_row.state, TaskState::Failed);
+    assert_eq!(a_row.error.as_deref(), Some("exit status 1"));
+    assert_eq!(a_row.duration_ms, Some(3000));
+    let c_tries = store.task_tries(c.ti_id).await.expect("c tries");
+    assert_eq!(
+        (c_tries[0].state.as_str(), c_tries[0].worker.as_str()),
+        ("success", "w1")
+    );
+    // Ending them again (a late duplicate) changes nothing.
+    let again = store
+        .finish_many(&[(&c, &failed, end)])
+        .await
+        .expect("again");
+    assert_eq!(again, [None]);
 }

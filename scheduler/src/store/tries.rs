@@ -144,6 +144,58 @@ macro_rules! finish_try_update {
     };
 }
 
+/// How a try ends, as stored: the task instance's new state and the values
+/// of its columns.
+struct Ending<'a> {
+    ti_id: i64,
+    try_number: i32,
+    state: TaskState,
+    try_state: &'static str,
+    end_date: DateTime<Utc>,
+    duration_ms: i64,
+    error: Option<&'a str>,
+    retry_at: Option<DateTime<Utc>>,
+    result: Option<&'a serde_json::Value>,
+}
+
+impl<'a> Ending<'a> {
+    fn new(claim: &Claim, outcome: &'a TryOutcome, now: DateTime<Utc>) -> Ending<'a> {
+        let (state, error, retry_at, result) = match outcome {
+            TryOutcome::Success(result) => (TaskState::Success, None, None, result.as_ref()),
+            TryOutcome::Failed {
+                error,
+                retry_at: Some(at),
+            } => (TaskState::UpForRetry, Some(error.as_str()), Some(*at), None),
+            TryOutcome::Failed {
+                error,
+                retry_at: None,
+            } => (TaskState::Failed, Some(error.as_str()), None, None),
+        };
+        Ending {
+            ti_id: claim.ti_id,
+            try_number: claim.try_number,
+            state,
+            try_state: if state == TaskState::Success {
+                "success"
+            } else {
+                "failed"
+            },
+            end_date: now,
+            duration_ms: (now - claim.start_date).num_milliseconds().max(0),
+            error,
+            retry_at,
+            result,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RawClaimOf {
+    ti_id: i64,
+    #[sqlx(flatten)]
+    raw: RawClaim,
+}
+
 impl Store {
     /// Claims a queued try for a worker: moves it to `running` and records
     /// the try. Returns `None` when the try is no longer queued (already
@@ -155,78 +207,112 @@ impl Store {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Claim>> {
-        let raw: Option<RawClaim> = match &self.pool {
+        Ok(self
+            .claim_many(&[job], hostname, worker, now)
+            .await?
+            .pop()
+            .flatten())
+    }
+
+    /// Claims several queued tries at once, as [`Store::claim`] does each:
+    /// one statement and one commit for all of them on PostgreSQL, one
+    /// transaction on SQLite. Returns, in the order of `jobs`, the claim of
+    /// each try or `None` for those no longer queued.
+    pub async fn claim_many(
+        &self,
+        jobs: &[TaskJob],
+        hostname: &str,
+        worker: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Option<Claim>>> {
+        let mut claimed: std::collections::HashMap<i64, RawClaim> =
+            std::collections::HashMap::with_capacity(jobs.len());
+        match &self.pool {
             Pool::Postgres(pool) => {
-                sqlx::query_as(concat!(
-                    "WITH claimed AS (",
-                    claim_update!(),
-                    " RETURNING id, try_number, max_tries, task_id, kind, run_pk), \
+                let ids: Vec<i64> = jobs.iter().map(|j| j.ti_id).collect();
+                let tries: Vec<i32> = jobs.iter().map(|j| j.try_number).collect();
+                let rows: Vec<RawClaimOf> = sqlx::query_as(concat!(
+                    "WITH want AS (SELECT * FROM unnest($1::bigint[], $2::int[]) \
+                     AS w(id, try_number)), \
+                     claimed AS (UPDATE task_instance ti SET state = 'running', hostname = $3, \
+                     worker = $4, start_date = $5 FROM want WHERE ti.id = want.id \
+                     AND ti.try_number = want.try_number AND ti.state = 'queued' \
+                     RETURNING ti.id, ti.try_number, ti.max_tries, ti.task_id, ti.kind, ti.run_pk), \
                      tried AS (INSERT INTO task_try \
                      (ti_id, try_number, state, hostname, worker, start_date) \
                      SELECT id, try_number, 'running', $3, $4, $5 FROM claimed) ",
                     claim_select!(),
-                    " FROM claimed ti JOIN dag_run r ON r.id = ti.run_pk",
+                    ", ti.id AS ti_id FROM claimed ti JOIN dag_run r ON r.id = ti.run_pk",
                 ))
-                .bind(job.ti_id)
-                .bind(job.try_number)
+                .bind(&ids)
+                .bind(&tries)
                 .bind(hostname)
                 .bind(worker)
                 .bind(now)
-                .fetch_optional(pool)
-                .await?
+                .fetch_all(pool)
+                .await?;
+                claimed.extend(rows.into_iter().map(|row| (row.ti_id, row.raw)));
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                let claimed = sqlx::query(claim_update!())
+                for job in jobs {
+                    let n = sqlx::query(claim_update!())
+                        .bind(job.ti_id)
+                        .bind(job.try_number)
+                        .bind(hostname)
+                        .bind(worker)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if n == 0 {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO task_try (ti_id, try_number, state, hostname, worker, \
+                         start_date) VALUES ($1, $2, 'running', $3, $4, $5)",
+                    )
                     .bind(job.ti_id)
                     .bind(job.try_number)
                     .bind(hostname)
                     .bind(worker)
                     .bind(now)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if claimed == 0 {
-                    return Ok(None);
+                    .await?;
+                    let raw: RawClaim = sqlx::query_as(concat!(
+                        claim_select!(),
+                        " FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk \
+                         WHERE ti.id = $1",
+                    ))
+                    .bind(job.ti_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    claimed.insert(job.ti_id, raw);
                 }
-                sqlx::query(
-                    "INSERT INTO task_try (ti_id, try_number, state, hostname, worker, start_date) \
-                     VALUES ($1, $2, 'running', $3, $4, $5)",
-                )
-                .bind(job.ti_id)
-                .bind(job.try_number)
-                .bind(hostname)
-                .bind(worker)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let raw = sqlx::query_as(concat!(
-                    claim_select!(),
-                    " FROM task_instance ti JOIN dag_run r ON r.id = ti.run_pk WHERE ti.id = $1",
-                ))
-                .bind(job.ti_id)
-                .fetch_one(&mut *tx)
-                .await?;
                 tx.commit().await?;
-                Some(raw)
             }
-        };
-        Ok(raw.map(|raw| Claim {
-            ti_id: job.ti_id,
-            try_number: job.try_number,
-            max_tries: raw.max_tries,
-            task_id: raw.task_id,
-            kind: raw.kind,
-            run_pk: raw.run_pk,
-            dag_id: raw.dag_id,
-            run_id: raw.run_id,
-            version_id: raw.version_id,
-            logical_date: raw.logical_date,
-            data_interval_start: raw.data_interval_start,
-            data_interval_end: raw.data_interval_end,
-            conf: raw.conf.0,
-            start_date: now,
-        }))
+        }
+        Ok(jobs
+            .iter()
+            .map(|job| {
+                claimed.remove(&job.ti_id).map(|raw| Claim {
+                    ti_id: job.ti_id,
+                    try_number: job.try_number,
+                    max_tries: raw.max_tries,
+                    task_id: raw.task_id,
+                    kind: raw.kind,
+                    run_pk: raw.run_pk,
+                    dag_id: raw.dag_id,
+                    run_id: raw.run_id,
+                    version_id: raw.version_id,
+                    logical_date: raw.logical_date,
+                    data_interval_start: raw.data_interval_start,
+                    data_interval_end: raw.data_interval_end,
+                    conf: raw.conf.0,
+                    start_date: now,
+                })
+            })
+            .collect())
     }
 
     /// Records how a claimed try ended and wakes the scheduler. Returns the
@@ -238,89 +324,124 @@ impl Store {
         outcome: &TryOutcome,
         now: DateTime<Utc>,
     ) -> Result<Option<TaskState>> {
-        let duration_ms = (now - claim.start_date).num_milliseconds().max(0);
-        let (state, error, retry_at, result) = match outcome {
-            TryOutcome::Success(result) => (TaskState::Success, None, None, result.clone()),
-            TryOutcome::Failed {
-                error,
-                retry_at: Some(at),
-            } => (TaskState::UpForRetry, Some(error.as_str()), Some(*at), None),
-            TryOutcome::Failed {
-                error,
-                retry_at: None,
-            } => (TaskState::Failed, Some(error.as_str()), None, None),
-        };
-        let try_state = if state == TaskState::Success {
-            "success"
-        } else {
-            "failed"
-        };
-        let updated = match &self.pool {
+        Ok(self
+            .finish_many(&[(claim, outcome, now)])
+            .await?
+            .pop()
+            .flatten())
+    }
+
+    /// Records how several tries ended, as [`Store::finish_try`] does each,
+    /// with one statement and one commit (and one wake-up) for all. Returns,
+    /// in order, each task instance's new state, or `None` for a try that is
+    /// no longer the running one.
+    pub async fn finish_many(
+        &self,
+        endings: &[(&Claim, &TryOutcome, DateTime<Utc>)],
+    ) -> Result<Vec<Option<TaskState>>> {
+        // A try ends once: a repeat of one in the same batch is answered
+        // `None` and not sent.
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<bool> = endings
+            .iter()
+            .map(|(claim, _, _)| seen.insert((claim.ti_id, claim.try_number)))
+            .collect();
+        let endings: Vec<Ending> = endings
+            .iter()
+            .zip(&firsts)
+            .filter(|(_, first)| **first)
+            .map(|((claim, outcome, now), _)| Ending::new(claim, outcome, *now))
+            .collect();
+        let mut done: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        match &self.pool {
             // The notification goes out when the statement commits, so the
-            // scheduler never wakes before the new state is visible.
+            // scheduler never wakes before the new states are visible.
             Pool::Postgres(pool) => {
-                let (n,): (i64,) = sqlx::query_as(concat!(
-                    "WITH done AS (",
-                    finish_update!(),
-                    " RETURNING id), tried AS (",
-                    finish_try_update!(),
-                    " AND EXISTS (SELECT 1 FROM done)), \
-                     told AS (SELECT pg_notify($10, 'task_finished') FROM done) \
-                     SELECT count(*) FROM told",
-                ))
-                .bind(claim.ti_id)
-                .bind(claim.try_number)
-                .bind(state.as_str())
-                .bind(now)
-                .bind(duration_ms)
-                .bind(error)
-                .bind(retry_at)
-                .bind(result.map(Json))
-                .bind(try_state)
+                let results: Vec<Option<String>> = endings
+                    .iter()
+                    .map(|e| e.result.map(|v| v.to_string()))
+                    .collect();
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], \
+                     $4::timestamptz[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], \
+                     $9::text[]) AS f(id, try_number, state, end_date, duration_ms, error, \
+                     next_try_at, result, try_state)), \
+                     done AS (UPDATE task_instance ti SET state = f.state, end_date = f.end_date, \
+                     duration_ms = f.duration_ms, error = f.error, next_try_at = f.next_try_at, \
+                     result = f.result::jsonb FROM f WHERE ti.id = f.id \
+                     AND ti.try_number = f.try_number AND ti.state = 'running' RETURNING ti.id), \
+                     tried AS (UPDATE task_try t SET state = f.try_state, end_date = f.end_date, \
+                     duration_ms = f.duration_ms, error = f.error FROM f JOIN done ON done.id = f.id \
+                     WHERE t.ti_id = f.id AND t.try_number = f.try_number), \
+                     told AS (SELECT pg_notify($10, 'task_finished') WHERE EXISTS \
+                     (SELECT 1 FROM done)) \
+                     SELECT done.id FROM done CROSS JOIN told",
+                )
+                .bind(endings.iter().map(|e| e.ti_id).collect::<Vec<_>>())
+                .bind(endings.iter().map(|e| e.try_number).collect::<Vec<_>>())
+                .bind(endings.iter().map(|e| e.state.as_str()).collect::<Vec<_>>())
+                .bind(endings.iter().map(|e| e.end_date).collect::<Vec<_>>())
+                .bind(endings.iter().map(|e| e.duration_ms).collect::<Vec<_>>())
+                .bind(endings.iter().map(|e| e.error).collect::<Vec<_>>())
+                .bind(endings.iter().map(|e| e.retry_at).collect::<Vec<_>>())
+                .bind(&results)
+                .bind(endings.iter().map(|e| e.try_state).collect::<Vec<_>>())
                 .bind(EVENTS_CHANNEL)
-                .fetch_one(pool)
+                .fetch_all(pool)
                 .await?;
-                self.wake_local();
-                n as u64
+                done.extend(rows.into_iter().map(|(id,)| id));
+                if !done.is_empty() {
+                    self.wake_local();
+                }
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
-                let n = sqlx::query(finish_update!())
-                    .bind(claim.ti_id)
-                    .bind(claim.try_number)
-                    .bind(state.as_str())
-                    .bind(now)
-                    .bind(duration_ms)
-                    .bind(error)
-                    .bind(retry_at)
-                    .bind(result.clone().map(Json))
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n > 0 {
-                    // Bound like the statement above, which shares its
-                    // numbering with this one on PostgreSQL.
+                for e in &endings {
+                    let n = sqlx::query(finish_update!())
+                        .bind(e.ti_id)
+                        .bind(e.try_number)
+                        .bind(e.state.as_str())
+                        .bind(e.end_date)
+                        .bind(e.duration_ms)
+                        .bind(e.error)
+                        .bind(e.retry_at)
+                        .bind(e.result.map(Json))
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if n == 0 {
+                        continue;
+                    }
+                    // Bound like the statement above, whose numbering it
+                    // shares.
                     sqlx::query(finish_try_update!())
-                        .bind(claim.ti_id)
-                        .bind(claim.try_number)
-                        .bind(state.as_str())
-                        .bind(now)
-                        .bind(duration_ms)
-                        .bind(error)
-                        .bind(retry_at)
-                        .bind(result.clone().map(Json))
-                        .bind(try_state)
+                        .bind(e.ti_id)
+                        .bind(e.try_number)
+                        .bind(e.state.as_str())
+                        .bind(e.end_date)
+                        .bind(e.duration_ms)
+                        .bind(e.error)
+                        .bind(e.retry_at)
+                        .bind(e.result.map(Json))
+                        .bind(e.try_state)
                         .execute(&mut *tx)
                         .await?;
+                    done.insert(e.ti_id);
                 }
                 tx.commit().await?;
-                if n > 0 {
+                if !done.is_empty() {
                     self.announce(super::TASK_FINISHED).await?;
                 }
-                n
             }
-        };
-        Ok((updated > 0).then_some(state))
+        }
+        let mut sent = endings.iter();
+        Ok(firsts
+            .iter()
+            .map(|first| {
+                let ending = if *first { sent.next() } else { None };
+                ending.and_then(|e| done.contains(&e.ti_id).then_some(e.state))
+            })
+            .collect())
     }
 
     /// Every try a worker started for a task instance, first first.
