@@ -50,22 +50,10 @@ impl Batcher {
             while let Some(batch) = next_batch(&mut claim_rx).await {
                 let jobs: Vec<TaskJob> = batch.iter().map(|r| r.job).collect();
                 debug!(tries = jobs.len(), "claiming tries");
-                match claim_store
+                let claimed = claim_store
                     .claim_many(&jobs, &hostname, &worker, Utc::now())
-                    .await
-                {
-                    Ok(claims) => {
-                        for (request, claim) in batch.into_iter().zip(claims) {
-                            let _ = request.reply.send(Ok(claim));
-                        }
-                    }
-                    Err(err) => {
-                        let err = Arc::new(err);
-                        for request in batch {
-                            let _ = request.reply.send(Err(err.clone()));
-                        }
-                    }
-                }
+                    .await;
+                answer(batch.into_iter().map(|r| r.reply), claimed);
             }
         });
 
@@ -74,19 +62,9 @@ impl Batcher {
                 let endings: Vec<(&Claim, &TryOutcome, DateTime<Utc>)> =
                     batch.iter().map(|r| (&r.claim, &r.outcome, r.at)).collect();
                 debug!(tries = endings.len(), "recording ended tries");
-                match store.finish_many(&endings).await {
-                    Ok(states) => {
-                        for (request, state) in batch.into_iter().zip(states) {
-                            let _ = request.reply.send(Ok(state));
-                        }
-                    }
-                    Err(err) => {
-                        let err = Arc::new(err);
-                        for request in batch {
-                            let _ = request.reply.send(Err(err.clone()));
-                        }
-                    }
-                }
+                let recorded = store.finish_many(&endings).await;
+                drop(endings);
+                answer(batch.into_iter().map(|r| r.reply), recorded);
             }
         });
 
@@ -119,6 +97,27 @@ impl Batcher {
             })
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Sends each waiting try its part of a batch's outcome, or the batch's
+/// error.
+fn answer<T>(
+    replies: impl Iterator<Item = oneshot::Sender<Result<T, SharedError>>>,
+    outcome: Result<Vec<T>, StoreError>,
+) {
+    match outcome {
+        Ok(values) => {
+            for (reply, value) in replies.zip(values) {
+                let _ = reply.send(Ok(value));
+            }
+        }
+        Err(err) => {
+            let err = Arc::new(err);
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
     }
 }
 
