@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`logs`]: log records and reading Kafka messages (JSON, logfmt, plain
+//!   text) into them, with a reason for those that cannot be read.
 //! - [`registry`]: the job kinds a worker knows, by name; later kinds plug
 //!   in here.
 //! - [`batch`]: claims and endings of tries, batched into shared statements.
@@ -15,6 +17,7 @@
 
 pub mod batch;
 pub mod command;
+pub mod logs;
 pub mod registry;
 pub mod tasklog;
 pub mod wakeups;
