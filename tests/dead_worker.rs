@@ -29,6 +29,12 @@ async fn running_task(system: &System) -> (i64, TaskInstanceRow) {
         tis.first().is_some_and(|t| t.state == TaskState::Running)
     })
     .await;
+    // Running in the store comes just before the process starts: wait for
+    // the process to have left its mark, so the kill hits it mid-task.
+    wait_until("the task's process started", || async {
+        !marks(&system.marks_path()).is_empty()
+    })
+    .await;
     let ti = system
         .store
         .task_instances(run.id)
