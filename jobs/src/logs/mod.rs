@@ -8,8 +8,12 @@
 //! [`Quarantined`] reason: the consumer keeps such messages, with their
 //! reason and place in the topic, rather than dropping them. The record
 //! schema is documented in `docs/logs.md`.
+//!
+//! [`simulate`] makes realistic logs with labelled anomalies for
+//! `rtmas produce`.
 
 mod parse;
+pub mod simulate;
 
 use std::collections::BTreeMap;
 
