@@ -30,3 +30,15 @@ ensure_postgres() {
     log "PostgreSQL did not start on 127.0.0.1:5432"
     return 1
 }
+
+# Tansu, a Kafka-protocol broker, for the log pipeline's tests. Each test
+# starts its own broker on a free loopback port; this only makes sure the
+# binary is there (building it takes about 8 minutes, so an installed one is
+# reused).
+ensure_tansu() {
+    if command -v tansu >/dev/null; then
+        return
+    fi
+    log "installing tansu (cargo install; about 8 minutes)"
+    cargo install tansu --locked --features dynostore,postgres
+}

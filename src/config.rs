@@ -19,6 +19,8 @@ pub struct Config {
     pub dags_dir: PathBuf,
     /// `text` (human-readable) or `json`.
     pub log_format: LogFormat,
+    /// Kafka brokers of the log topic, e.g. `kafka-1:9092,kafka-2:9092`.
+    pub kafka_brokers: String,
     /// Scheduler settings.
     pub scheduler: SchedulerSection,
     /// Worker settings.
@@ -74,6 +76,7 @@ impl Default for Config {
             database_url: None,
             dags_dir: PathBuf::from("dags"),
             log_format: LogFormat::Text,
+            kafka_brokers: "127.0.0.1:9092".to_owned(),
             scheduler: SchedulerSection::default(),
             worker: WorkerSection::default(),
         }

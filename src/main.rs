@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod config;
 mod operations;
+mod produce;
 mod services;
 mod standalone;
 
@@ -87,6 +88,8 @@ enum Command {
         #[command(subcommand)]
         command: backfills::BackfillsCommand,
     },
+    /// Send simulated log records, with labelled anomalies, to a Kafka topic.
+    Produce(produce::ProduceArgs),
     /// Benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
@@ -168,6 +171,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Tasks { command } => return operations::tasks(&config, command).await,
         Command::Pools { command } => return operations::pools(&config, command).await,
         Command::Backfills { command } => return backfills::command(&config, command).await,
+        Command::Produce(args) => produce::run(&config, args).await?,
         Command::Bench { command } => bench::run(&config, command).await?,
     }
     Ok(ExitCode::SUCCESS)

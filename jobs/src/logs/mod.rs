@@ -9,10 +9,11 @@
 //! reason and place in the topic, rather than dropping them. The record
 //! schema is documented in `docs/logs.md`.
 //!
-//! [`simulate`] makes realistic logs with labelled anomalies for
-//! `rtmas produce`.
+//! [`simulate`] makes realistic logs with labelled anomalies, which
+//! [`produce`] sends to Kafka for `rtmas produce`.
 
 mod parse;
+pub mod produce;
 pub mod simulate;
 
 use std::collections::BTreeMap;

@@ -127,11 +127,11 @@ pub fn service_names() -> Vec<&'static str> {
 }
 
 /// One anomaly of each kind, each on a service picked by the seed, spread
-/// over `[start, start + span)`: each lasts a tenth of the span (at least
-/// 30 s) and they do not overlap.
+/// over `[start, start + span)`: each lasts a tenth of the span and they do
+/// not overlap.
 pub fn plan_anomalies(seed: u64, start: DateTime<Utc>, span: TimeDelta) -> Vec<Anomaly> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xa110_ca7e);
-    let length = (span / 10).max(TimeDelta::seconds(30));
+    let length = span / 10;
     let slot = span / 5;
     AnomalyKind::ALL
         .iter()
