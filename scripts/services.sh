@@ -42,3 +42,13 @@ ensure_tansu() {
     log "installing tansu (cargo install; about 8 minutes)"
     cargo install tansu --locked --features dynostore,postgres
 }
+
+# moto's S3 server, for the object storage tests. Each test starts its own
+# server on a free loopback port; this only makes sure it is installed.
+ensure_moto() {
+    if command -v moto_server >/dev/null && python3 -c 'import boto3' 2>/dev/null; then
+        return
+    fi
+    log "installing moto[server] (pip)"
+    python3 -m pip install --quiet 'moto[server]' boto3
+}

@@ -10,6 +10,8 @@
 //! - [`batch`]: claims and endings of tries, batched into shared statements.
 //! - [`command`]: the `command` kind, running a program in its own process
 //!   group.
+//! - [`storage`]: the object store (S3 or a local folder) the log pipeline
+//!   writes to, chosen by one URL.
 //! - [`tasklog`]: buffered writing of a try's log lines to the store.
 //! - [`wakeups`]: when a worker asks the queue for jobs.
 //! - [`worker`]: the worker runtime over apalis, with a concurrency limit
@@ -19,6 +21,7 @@ pub mod batch;
 pub mod command;
 pub mod logs;
 pub mod registry;
+pub mod storage;
 pub mod tasklog;
 pub mod wakeups;
 pub mod worker;
