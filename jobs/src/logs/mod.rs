@@ -10,11 +10,13 @@
 //! schema is documented in `docs/logs.md`.
 //!
 //! [`simulate`] makes realistic logs with labelled anomalies, which
-//! [`produce`] sends to Kafka for `rtmas produce`.
+//! [`produce`] sends to Kafka for `rtmas produce`. [`staging`] names the
+//! batches a consume stages in the object store by their offsets.
 
 mod parse;
 pub mod produce;
 pub mod simulate;
+pub mod staging;
 
 use std::collections::BTreeMap;
 
