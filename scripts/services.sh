@@ -52,3 +52,17 @@ ensure_moto() {
     log "installing moto[server] (pip)"
     python3 -m pip install --quiet 'moto[server]' boto3
 }
+
+# Drops the databases earlier test runs left behind (each test makes one,
+# named rtmas_t_…). Run before the suite, not during it.
+drop_test_databases() {
+    local names
+    names=$(psql -h 127.0.0.1 -U postgres -Atc \
+        "SELECT datname FROM pg_database WHERE datname LIKE 'rtmas\_t\_%'")
+    local n=0
+    for name in $names; do
+        dropdb -h 127.0.0.1 -U postgres --if-exists "$name"
+        n=$((n + 1))
+    done
+    log "dropped $n test database(s) left by earlier runs"
+}
