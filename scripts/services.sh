@@ -56,12 +56,12 @@ ensure_moto() {
 # Drops the databases earlier test runs left behind (each test makes one,
 # named rtmas_t_…). Run before the suite, not during it.
 drop_test_databases() {
-    local names
+    local names db
     names=$(psql -h 127.0.0.1 -U postgres -Atc \
         "SELECT datname FROM pg_database WHERE datname LIKE 'rtmas\_t\_%'")
     local n=0
-    for name in $names; do
-        dropdb -h 127.0.0.1 -U postgres --if-exists "$name"
+    for db in $names; do
+        dropdb -h 127.0.0.1 -U postgres --if-exists "$db"
         n=$((n + 1))
     done
     log "dropped $n test database(s) left by earlier runs"

@@ -200,12 +200,48 @@ macro_rules! run_columns {
 }
 pub(super) use run_columns;
 
+/// Inserts a run unless one with its id or (for scheduled and backfill
+/// runs) its logical date exists. Binds the columns in the order named.
+pub(super) const INSERT_RUN: &str = "INSERT INTO dag_run (dag_id, run_id, run_type, state, \
+     version_id, logical_date, data_interval_start, data_interval_end, conf, queued_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";
+
 /// Running runs of a DAG in one queue (`$2`: the backfill, or NULL for the
 /// DAG's own runs); the backends spell NULL-safe equality differently.
 const COUNT_RUNNING_PG: &str = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 \
      AND state = 'running' AND backfill_id IS NOT DISTINCT FROM $2";
 const COUNT_RUNNING_SQLITE: &str = "SELECT COUNT(*) FROM dag_run WHERE dag_id = $1 \
      AND state = 'running' AND backfill_id IS $2";
+
+/// Inside the transaction `$tx`, moves a queued run to `running` and counts
+/// the running runs of its queue with `$count`. Evaluates to whether it
+/// started within `$limit`; when it did not, the caller returns and the
+/// dropped transaction rolls back.
+macro_rules! start_within_limit {
+    ($tx:ident, $run:expr, $limit:expr, $count:expr, $now:expr) => {{
+        let started = sqlx::query(
+            "UPDATE dag_run SET state = 'running', start_date = $2 \
+             WHERE id = $1 AND state = 'queued'",
+        )
+        .bind($run.id)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+            == 1;
+        match $limit {
+            Some(limit) if started => {
+                let (running,): (i64,) = sqlx::query_as($count)
+                    .bind(&$run.dag_id)
+                    .bind($run.backfill_id)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                running <= limit
+            }
+            _ => started,
+        }
+    }};
+}
 
 pub(super) fn convert(rows: Vec<RawRun>) -> Result<Vec<RunRow>> {
     rows.into_iter().map(RunRow::try_from).collect()
@@ -215,25 +251,20 @@ impl Store {
     /// Creates a run in state `queued` on the DAG's current version.
     ///
     /// Fails with [`StoreError::DagNotFound`] for an unknown or inactive DAG
-    /// and [`StoreError::RunExists`] when the run id is taken.
+    /// and [`StoreError::RunExists`] when the run id, or for a scheduled or backfill run
+    /// its logical date, is taken.
     pub async fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> Result<RunRow> {
         let dag = self.dag(&run.dag_id).await?;
         if !dag.is_active {
             return Err(StoreError::DagNotFound(run.dag_id.clone()));
         }
-        let sql: &str = concat!(
-            "INSERT INTO dag_run (dag_id, run_id, run_type, state, version_id, logical_date, \
-             data_interval_start, data_interval_end, conf, queued_at) \
-             VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (dag_id, run_id) DO NOTHING RETURNING ",
-            run_columns!(),
-            ""
-        );
+        let sql = format!(concat!("{} RETURNING ", run_columns!()), INSERT_RUN);
         let raw: Option<RawRun> = on_pool!(&self.pool, |pool| {
-            sqlx::query_as(sql)
+            sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(&run.dag_id)
                 .bind(&run.run_id)
                 .bind(run.run_type.as_str())
+                .bind(RunState::Queued.as_str())
                 .bind(dag.version_id)
                 .bind(run.logical_date)
                 .bind(run.data_interval_start)
@@ -368,8 +399,6 @@ impl Store {
              SET max_tries = task_instance.try_number + excluded.max_tries, \
              kind = excluded.kind, pool = excluded.pool, pool_slots = excluded.pool_slots \
              WHERE task_instance.state = 'none'";
-        const START: &str = "UPDATE dag_run SET state = 'running', start_date = $2 \
-             WHERE id = $1 AND state = 'queued'";
         match &self.pool {
             Pool::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -379,25 +408,8 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let started = sqlx::query(START)
-                    .bind(run.id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if started == 0 {
+                if !start_within_limit!(tx, run, limit, COUNT_RUNNING_PG, now) {
                     return Ok(false);
-                }
-                if let Some(limit) = limit {
-                    let (running,): (i64,) = sqlx::query_as(COUNT_RUNNING_PG)
-                        .bind(&run.dag_id)
-                        .bind(run.backfill_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    if running > limit {
-                        tx.rollback().await?;
-                        return Ok(false);
-                    }
                 }
                 let ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
                 let kinds: Vec<&str> = tasks.iter().map(|t| t.kind.as_str()).collect();
@@ -425,25 +437,8 @@ impl Store {
             Pool::Sqlite(pool) => {
                 // The update takes SQLite's write lock before the count.
                 let mut tx = pool.begin().await?;
-                let started = sqlx::query(START)
-                    .bind(run.id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if started == 0 {
+                if !start_within_limit!(tx, run, limit, COUNT_RUNNING_SQLITE, now) {
                     return Ok(false);
-                }
-                if let Some(limit) = limit {
-                    let (running,): (i64,) = sqlx::query_as(COUNT_RUNNING_SQLITE)
-                        .bind(&run.dag_id)
-                        .bind(run.backfill_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    if running > limit {
-                        tx.rollback().await?;
-                        return Ok(false);
-                    }
                 }
                 for task in tasks {
                     sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
+use super::runs::INSERT_RUN;
 use super::{Pool, Result, Store};
 use crate::state::RunState;
 use crate::store::{NewRun, RunType};
@@ -126,9 +127,3 @@ impl Store {
         Ok(moved)
     }
 }
-
-/// Inserts a run unless one with its id or (for scheduled and backfill
-/// runs) its logical date exists. Binds the columns in the order named.
-const INSERT_RUN: &str = "INSERT INTO dag_run (dag_id, run_id, run_type, state, \
-     version_id, logical_date, data_interval_start, data_interval_end, conf, queued_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING";

@@ -135,11 +135,11 @@ macro_rules! finish_update {
     };
 }
 
-/// Ends the try's own record; binds as [`finish_update`], with the try's
-/// state (`success` or `failed`) ninth.
+/// Ends the try's own record; binds: ti id, try number, the try's state
+/// (`success` or `failed`), end date, duration, error.
 macro_rules! finish_try_update {
     () => {
-        "UPDATE task_try SET state = $9, end_date = $4, duration_ms = $5, error = $6 \
+        "UPDATE task_try SET state = $3, end_date = $4, duration_ms = $5, error = $6 \
          WHERE ti_id = $1 AND try_number = $2"
     };
 }
@@ -412,18 +412,13 @@ impl Store {
                     if n == 0 {
                         continue;
                     }
-                    // Bound like the statement above, whose numbering it
-                    // shares.
                     sqlx::query(finish_try_update!())
                         .bind(e.ti_id)
                         .bind(e.try_number)
-                        .bind(e.state.as_str())
+                        .bind(e.try_state)
                         .bind(e.end_date)
                         .bind(e.duration_ms)
                         .bind(e.error)
-                        .bind(e.retry_at)
-                        .bind(e.result.map(Json))
-                        .bind(e.try_state)
                         .execute(&mut *tx)
                         .await?;
                     done.insert(e.ti_id);
