@@ -38,6 +38,10 @@ use crate::wakeups::Wakeups;
 /// How often the queue backend beats; the module docs say why it is short.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// The first and the longest wait between attempts of a failing store step.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(200);
+const STORE_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -216,25 +220,22 @@ async fn run_with_grace<E: std::fmt::Display>(
 
 async fn handle(job: TaskJob, runtime: Data<Arc<Runtime>>) -> Result<(), BoxDynError> {
     let runtime = runtime.0.clone();
-    let result = run_try(&runtime, job).await;
+    run_try(&runtime, job).await;
     // A slot is free: look for more work now rather than at the next poll.
     let _ = runtime.wake.unbounded_send(());
-    if let Err(err) = result {
-        warn!(ti_id = job.ti_id, try_number = job.try_number, error = %err, "cannot run try");
-        return Err(Box::new(err));
-    }
     Ok(())
 }
 
-async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), SharedError> {
+async fn run_try(runtime: &Runtime, job: TaskJob) {
     let store = &runtime.store;
-    let Some(claim) = runtime.batcher.claim(job).await? else {
+    let Some(claim) = until_stored("the claim of a try", || runtime.batcher.claim(job)).await
+    else {
         debug!(
             ti_id = job.ti_id,
             try_number = job.try_number,
             "try is not queued any more"
         );
-        return Ok(());
+        return;
     };
     let span = info_span!(
         "task",
@@ -265,12 +266,44 @@ async fn run_try(runtime: &Runtime, job: TaskJob) -> Result<(), SharedError> {
         };
         drop(log);
         writer.finish().await;
-        let state = runtime.batcher.finish(claim.clone(), outcome, now).await?;
+        let state = until_stored("the end of the try", || {
+            runtime.batcher.finish(claim.clone(), outcome.clone(), now)
+        })
+        .await;
         info!(state = ?state, "try finished");
-        Ok(())
     }
     .instrument(span)
     .await
+}
+
+/// Runs a store step until it succeeds, waiting longer after each
+/// failure. Claims and endings go through it: a claim is the only delivery
+/// of its try (a try left `queued` would wait forever), and an outcome
+/// exists only in this worker (a try left `running` by a live worker would
+/// never be retried). Both steps are safe to repeat: each changes a try
+/// only from the state it expects.
+///
+/// NOTE: a claim that committed but whose answer was lost is seen, when
+/// repeated, as a try taken by someone else; the try then waits for this
+/// worker to stop before it is failed as an orphan and retried.
+async fn until_stored<T, F, Fut>(what: &str, mut step: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SharedError>>,
+{
+    let mut delay = STORE_RETRY_FIRST;
+    let mut attempt = 0_u32;
+    loop {
+        attempt += 1;
+        match step().await {
+            Ok(value) => return value,
+            Err(err) => {
+                warn!(attempt, retry_in = ?delay, error = %err, "cannot record {what}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(STORE_RETRY_MAX);
+            }
+        }
+    }
 }
 
 /// Runs the claimed try's kind, returning its result and the task's

@@ -26,6 +26,7 @@ on_both_backends!(
     finish_run_happens_once,
     prune_queue_deletes_only_jobs_finished_long_ago,
     claim_many_and_finish_many_answer_each_try_in_order,
+    a_stale_job_of_an_earlier_try_in_the_same_batch_takes_nothing,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -529,4 +530,60 @@ async fn claim_many_and_finish_many_answer_each_try_in_order(store: Store) {
         .await
         .expect("again");
     assert_eq!(again, [None]);
+}
+
+/// The queue may deliver the job of a try that has since failed (a dead
+/// worker's job, handed out again) in the same batch as the job of the
+/// try that replaced it: each job gets only its own try.
+async fn a_stale_job_of_an_earlier_try_in_the_same_batch_takes_nothing(store: Store) {
+    let run = running_run(&store, "etl", &["a"]).await;
+    let ti = store.task_instances(run).await.expect("tis")[0].id;
+    let first = store
+        .enqueue(&[(ti, TaskState::None)], t0())
+        .await
+        .expect("enqueue")[0];
+    let try1 = store
+        .claim(first, "host", "w1", t0())
+        .await
+        .expect("claim")
+        .expect("queued");
+    let retry = TryOutcome::Failed {
+        error: "worker w1 stopped heartbeating".to_owned(),
+        retry_at: Some(t0()),
+    };
+    store
+        .finish_try(&try1, &retry, t0())
+        .await
+        .expect("fail try 1");
+    let second = store
+        .enqueue(&[(ti, TaskState::UpForRetry)], t0())
+        .await
+        .expect("requeue")[0];
+    assert_eq!(second.try_number, 2);
+
+    let claims = store
+        .claim_many(&[first, second], "host", "w2", t0())
+        .await
+        .expect("claim many");
+    assert_eq!(claims[0], None, "the stale job starts nothing");
+    let try2 = claims[1].clone().expect("the current job claims try 2");
+    assert_eq!(try2.try_number, 2);
+
+    let end = t0() + Duration::seconds(4);
+    let ok = TryOutcome::Success(None);
+    let states = store
+        .finish_many(&[(&try1, &ok, end), (&try2, &ok, end)])
+        .await
+        .expect("finish many");
+    assert_eq!(states, [None, Some(TaskState::Success)]);
+    let tries = store.task_tries(ti).await.expect("tries");
+    assert_eq!(
+        tries.iter().map(|t| t.state.as_str()).collect::<Vec<_>>(),
+        ["failed", "success"],
+        "the stale ending leaves try 1's record alone"
+    );
+    assert_eq!(
+        store.task_instance(ti).await.expect("ti").state,
+        TaskState::Success
+    );
 }

@@ -218,13 +218,45 @@ impl System {
         self.store.run(id).await.expect("triggered run")
     }
 
-    /// Waits until a run has finished, returning it.
+    /// Waits until a run has finished, returning it. On a timeout the
+    /// panic tells the run's task instances, their tries and the end of
+    /// every process's log, so a failure on CI can be read from its output.
     pub async fn wait_run_finished(&self, id: i64) -> RunRow {
-        wait_until(&format!("run {id} finished"), || async {
+        let finished = poll_until(PATIENCE, || async {
             self.store.run(id).await.expect("run").end_date.is_some()
         })
         .await;
+        if !finished {
+            panic!(
+                "timed out waiting for run {id} to finish\n{}",
+                self.post_mortem(id).await
+            );
+        }
         self.store.run(id).await.expect("run")
+    }
+
+    /// A run's task instances with their tries, and the last lines of
+    /// every process's log.
+    pub async fn post_mortem(&self, run_id: i64) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let run = self.store.run(run_id).await;
+        let _ = writeln!(out, "run: {run:?}");
+        for ti in self.store.task_instances(run_id).await.unwrap_or_default() {
+            let _ = writeln!(out, "task instance: {ti:?}");
+            for t in self.store.task_tries(ti.id).await.unwrap_or_default() {
+                let _ = writeln!(out, "  try: {t:?}");
+            }
+        }
+        for (name, _) in &self.children {
+            let log = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let _ = writeln!(out, "--- last lines of {name}'s log ---");
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                let _ = writeln!(out, "{line}");
+            }
+        }
+        out
     }
 
     /// `rtmas dags trigger DAG --wait`, bounded by [`PATIENCE`].
@@ -283,17 +315,29 @@ where
 }
 
 /// Polls `check` until it holds, failing the test after `patience`.
-pub async fn wait_until_within<F, Fut>(what: &str, patience: Duration, mut check: F)
+pub async fn wait_until_within<F, Fut>(what: &str, patience: Duration, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        poll_until(patience, check).await,
+        "timed out waiting for {what}"
+    );
+}
+
+/// Polls `check` until it holds (true) or `patience` is over (false).
+pub async fn poll_until<F, Fut>(patience: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + patience;
     while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    true
 }

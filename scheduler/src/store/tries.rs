@@ -192,6 +192,7 @@ impl<'a> Ending<'a> {
 #[derive(sqlx::FromRow)]
 struct RawClaimOf {
     ti_id: i64,
+    claimed_try: i32,
     #[sqlx(flatten)]
     raw: RawClaim,
 }
@@ -225,7 +226,9 @@ impl Store {
         worker: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Option<Claim>>> {
-        let mut claimed: std::collections::HashMap<i64, RawClaim> =
+        // Keyed by try, not by task instance: a batch may hold a stale job
+        // of an earlier try of the same task instance beside the current one.
+        let mut claimed: std::collections::HashMap<(i64, i32), RawClaim> =
             std::collections::HashMap::with_capacity(jobs.len());
         match &self.pool {
             Pool::Postgres(pool) => {
@@ -242,7 +245,8 @@ impl Store {
                      (ti_id, try_number, state, hostname, worker, start_date) \
                      SELECT id, try_number, 'running', $3, $4, $5 FROM claimed) ",
                     claim_select!(),
-                    ", ti.id AS ti_id FROM claimed ti JOIN dag_run r ON r.id = ti.run_pk",
+                    ", ti.id AS ti_id, ti.try_number AS claimed_try \
+                     FROM claimed ti JOIN dag_run r ON r.id = ti.run_pk",
                 ))
                 .bind(&ids)
                 .bind(&tries)
@@ -251,7 +255,10 @@ impl Store {
                 .bind(now)
                 .fetch_all(pool)
                 .await?;
-                claimed.extend(rows.into_iter().map(|row| (row.ti_id, row.raw)));
+                claimed.extend(
+                    rows.into_iter()
+                        .map(|row| ((row.ti_id, row.claimed_try), row.raw)),
+                );
             }
             Pool::Sqlite(pool) => {
                 let mut tx = pool.begin().await?;
@@ -287,7 +294,7 @@ impl Store {
                     .bind(job.ti_id)
                     .fetch_one(&mut *tx)
                     .await?;
-                    claimed.insert(job.ti_id, raw);
+                    claimed.insert((job.ti_id, job.try_number), raw);
                 }
                 tx.commit().await?;
             }
@@ -295,22 +302,24 @@ impl Store {
         Ok(jobs
             .iter()
             .map(|job| {
-                claimed.remove(&job.ti_id).map(|raw| Claim {
-                    ti_id: job.ti_id,
-                    try_number: job.try_number,
-                    max_tries: raw.max_tries,
-                    task_id: raw.task_id,
-                    kind: raw.kind,
-                    run_pk: raw.run_pk,
-                    dag_id: raw.dag_id,
-                    run_id: raw.run_id,
-                    version_id: raw.version_id,
-                    logical_date: raw.logical_date,
-                    data_interval_start: raw.data_interval_start,
-                    data_interval_end: raw.data_interval_end,
-                    conf: raw.conf.0,
-                    start_date: now,
-                })
+                claimed
+                    .remove(&(job.ti_id, job.try_number))
+                    .map(|raw| Claim {
+                        ti_id: job.ti_id,
+                        try_number: job.try_number,
+                        max_tries: raw.max_tries,
+                        task_id: raw.task_id,
+                        kind: raw.kind,
+                        run_pk: raw.run_pk,
+                        dag_id: raw.dag_id,
+                        run_id: raw.run_id,
+                        version_id: raw.version_id,
+                        logical_date: raw.logical_date,
+                        data_interval_start: raw.data_interval_start,
+                        data_interval_end: raw.data_interval_end,
+                        conf: raw.conf.0,
+                        start_date: now,
+                    })
             })
             .collect())
     }
@@ -352,7 +361,9 @@ impl Store {
             .filter(|(_, first)| **first)
             .map(|((claim, outcome, now), _)| Ending::new(claim, outcome, *now))
             .collect();
-        let mut done: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        // Tries that ended, keyed by try: a stale ending of an earlier try
+        // of the same task instance must not pass for the current one's.
+        let mut done: std::collections::HashSet<(i64, i32)> = std::collections::HashSet::new();
         match &self.pool {
             // The notification goes out when the statement commits, so the
             // scheduler never wakes before the new states are visible.
@@ -361,7 +372,7 @@ impl Store {
                     .iter()
                     .map(|e| e.result.map(|v| v.to_string()))
                     .collect();
-                let rows: Vec<(i64,)> = sqlx::query_as(
+                let rows: Vec<(i64, i32)> = sqlx::query_as(
                     "WITH f AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], \
                      $4::timestamptz[], $5::bigint[], $6::text[], $7::timestamptz[], $8::text[], \
                      $9::text[]) AS f(id, try_number, state, end_date, duration_ms, error, \
@@ -369,13 +380,15 @@ impl Store {
                      done AS (UPDATE task_instance ti SET state = f.state, end_date = f.end_date, \
                      duration_ms = f.duration_ms, error = f.error, next_try_at = f.next_try_at, \
                      result = f.result::jsonb FROM f WHERE ti.id = f.id \
-                     AND ti.try_number = f.try_number AND ti.state = 'running' RETURNING ti.id), \
+                     AND ti.try_number = f.try_number AND ti.state = 'running' \
+                     RETURNING ti.id, ti.try_number), \
                      tried AS (UPDATE task_try t SET state = f.try_state, end_date = f.end_date, \
-                     duration_ms = f.duration_ms, error = f.error FROM f JOIN done ON done.id = f.id \
+                     duration_ms = f.duration_ms, error = f.error FROM f JOIN done \
+                     ON done.id = f.id AND done.try_number = f.try_number \
                      WHERE t.ti_id = f.id AND t.try_number = f.try_number), \
                      told AS (SELECT pg_notify($10, 'task_finished') WHERE EXISTS \
                      (SELECT 1 FROM done)) \
-                     SELECT done.id FROM done CROSS JOIN told",
+                     SELECT done.id, done.try_number FROM done CROSS JOIN told",
                 )
                 .bind(endings.iter().map(|e| e.ti_id).collect::<Vec<_>>())
                 .bind(endings.iter().map(|e| e.try_number).collect::<Vec<_>>())
@@ -389,7 +402,7 @@ impl Store {
                 .bind(EVENTS_CHANNEL)
                 .fetch_all(pool)
                 .await?;
-                done.extend(rows.into_iter().map(|(id,)| id));
+                done.extend(rows);
                 if !done.is_empty() {
                     self.wake_local();
                 }
@@ -421,7 +434,7 @@ impl Store {
                         .bind(e.error)
                         .execute(&mut *tx)
                         .await?;
-                    done.insert(e.ti_id);
+                    done.insert((e.ti_id, e.try_number));
                 }
                 tx.commit().await?;
                 if !done.is_empty() {
@@ -434,7 +447,7 @@ impl Store {
             .iter()
             .map(|first| {
                 let ending = if *first { sent.next() } else { None };
-                ending.and_then(|e| done.contains(&e.ti_id).then_some(e.state))
+                ending.and_then(|e| done.contains(&(e.ti_id, e.try_number)).then_some(e.state))
             })
             .collect())
     }
