@@ -43,14 +43,16 @@ ensure_tansu() {
     cargo install tansu --locked --features dynostore,postgres
 }
 
-# moto's S3 server, for the object storage tests. Each test starts its own
-# server on a free loopback port; this only makes sure it is installed.
+# moto's S3 server, for the object storage tests, and pyarrow, the standard
+# Parquet reader the pipeline tests read compacted files back with. Each
+# test starts its own server on a free loopback port; this only makes sure
+# they are installed.
 ensure_moto() {
-    if command -v moto_server >/dev/null && python3 -c 'import boto3' 2>/dev/null; then
+    if command -v moto_server >/dev/null && python3 -c 'import boto3, pyarrow' 2>/dev/null; then
         return
     fi
     log "installing moto[server] (pip)"
-    python3 -m pip install --quiet 'moto[server]' boto3
+    python3 -m pip install --quiet 'moto[server]' boto3 pyarrow
 }
 
 # Drops the databases earlier test runs left behind (each test makes one,

@@ -178,7 +178,11 @@ async fn schedule_bench(
         poll_interval: config.worker.poll_interval,
         heartbeat_interval: config.worker.heartbeat_interval,
     };
-    services.spawn_worker(connect(config).await?, Registry::builtin(), worker);
+    services.spawn_worker(
+        connect(config).await?,
+        Registry::standard(&config.pipeline()?),
+        worker,
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(ticks as u64 * 3 + 30);
     let runs = loop {
         let runs = store.list_runs(&ticking, ticks as i64 + 1).await?;
@@ -243,7 +247,11 @@ async fn scheduler_bench(
             poll_interval: config.worker.poll_interval,
             heartbeat_interval: config.worker.heartbeat_interval,
         };
-        services.spawn_worker(connect(config).await?, Registry::builtin(), worker);
+        services.spawn_worker(
+            connect(config).await?,
+            Registry::standard(&config.pipeline()?),
+            worker,
+        );
     }
 
     let mut latencies_ms = Vec::new();
@@ -367,7 +375,7 @@ async fn synced_scheduler(
 ) -> anyhow::Result<Scheduler> {
     let mut scheduler = Scheduler::new(
         store.clone(),
-        Arc::new(Registry::builtin()),
+        Arc::new(Registry::standard(&config.pipeline()?)),
         Arc::new(SystemClock),
         SchedulerConfig {
             dags_dir: dags.to_owned(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use rtmas_jobs::logs::consume::PipelineSettings;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The whole configuration.
@@ -21,6 +22,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Kafka brokers of the log topic, e.g. `kafka-1:9092,kafka-2:9092`.
     pub kafka_brokers: String,
+    /// Where the log pipeline keeps staged batches and Parquet files:
+    /// `s3://bucket/prefix` or `file:///path`; `data/` under the working
+    /// folder when unset.
+    pub store_url: Option<String>,
     /// Scheduler settings.
     pub scheduler: SchedulerSection,
     /// Worker settings.
@@ -77,6 +82,7 @@ impl Default for Config {
             dags_dir: PathBuf::from("dags"),
             log_format: LogFormat::Text,
             kafka_brokers: "127.0.0.1:9092".to_owned(),
+            store_url: None,
             scheduler: SchedulerSection::default(),
             worker: WorkerSection::default(),
         }
@@ -137,6 +143,25 @@ impl Config {
                     .split("__"),
             );
         figment.extract().context("failed to load configuration")
+    }
+
+    /// Where the pipeline's job kinds find Kafka and the object store.
+    ///
+    /// Fails when no store URL is set and the working folder is unknown.
+    pub fn pipeline(&self) -> anyhow::Result<PipelineSettings> {
+        let store_url = match &self.store_url {
+            Some(url) => url.clone(),
+            None => {
+                let cwd = std::env::current_dir().context("cannot read the working folder")?;
+                url::Url::from_directory_path(cwd.join("data"))
+                    .map_err(|()| anyhow::anyhow!("the working folder is not an absolute path"))?
+                    .to_string()
+            }
+        };
+        Ok(PipelineSettings {
+            kafka_brokers: self.kafka_brokers.clone(),
+            store_url,
+        })
     }
 
     /// The database URL, or an error that says how to set one.

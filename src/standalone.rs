@@ -19,19 +19,28 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("failed to create data folder {}", data_dir.display()))?;
     let db = data_dir.join("rtmas.db");
     config.database_url = Some(format!("sqlite:{}", db.display()));
+    if config.store_url.is_none() {
+        let folder = data_dir
+            .canonicalize()
+            .with_context(|| format!("cannot read data folder {}", data_dir.display()))?
+            .join("store");
+        let url = url::Url::from_directory_path(&folder)
+            .map_err(|()| anyhow::anyhow!("{} is not an absolute path", folder.display()))?;
+        config.store_url = Some(url.to_string());
+    }
     let store = connect(&config).await?;
     tracing::info!(database = %db.display(), dags_dir = %config.dags_dir.display(), "standalone started");
 
     let mut services = Services::new();
     services.spawn_scheduler(Scheduler::new(
         store.clone(),
-        Arc::new(Registry::builtin()),
+        Arc::new(Registry::standard(&config.pipeline()?)),
         Arc::new(SystemClock),
         scheduler_config(&config),
     ));
     services.spawn_worker(
         store,
-        Registry::builtin(),
+        Registry::standard(&config.pipeline()?),
         worker_config(&config, None, Some("standalone".to_owned())),
     );
     shutdown_signal().await;

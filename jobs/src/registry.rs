@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use rtmas_scheduler::dag::KindCatalog;
+use rtmas_scheduler::store::Store;
 
+use crate::logs::compact::Compact;
+use crate::logs::consume::{KafkaConsume, PipelineSettings};
 use crate::tasklog::TaskLog;
 
 /// Why a try failed.
@@ -25,6 +28,8 @@ pub struct JobContext {
     pub params: serde_json::Value,
     /// Where the try's log lines go.
     pub log: TaskLog,
+    /// The metadata store, for kinds that record more than their result.
+    pub store: Store,
 }
 
 /// A kind of job a task can name.
@@ -55,6 +60,15 @@ impl Registry {
         let mut registry = Registry::default();
         registry.register(Arc::new(crate::command::Command));
         registry.register(Arc::new(Noop));
+        registry
+    }
+
+    /// The built-in kinds and the log pipeline's (`kafka_consume`,
+    /// `compact`), on the brokers and object store of `settings`.
+    pub fn standard(settings: &PipelineSettings) -> Registry {
+        let mut registry = Registry::builtin();
+        registry.register(Arc::new(KafkaConsume::new(settings.clone())));
+        registry.register(Arc::new(Compact::new(settings.clone())));
         registry
     }
 

@@ -347,6 +347,7 @@ async fn execute(
     let run = kind.run(JobContext {
         params: rendered,
         log,
+        store: runtime.store.clone(),
     });
     let result = match args.timeout {
         Some(limit) => match tokio::time::timeout(limit, run).await {

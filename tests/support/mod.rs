@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -22,6 +23,7 @@ pub struct System {
     pub url: String,
     dir: tempfile::TempDir,
     children: Vec<(String, Child)>,
+    env: Vec<(String, String)>,
 }
 
 /// The `rtmas` binary under test.
@@ -62,24 +64,40 @@ impl System {
 
     /// On a fresh PostgreSQL database, with the given workers (name, slots).
     pub async fn postgres_with_workers(label: &str, workers: &[(&str, u32)]) -> System {
+        System::postgres_with_env(label, workers, Vec::new()).await
+    }
+
+    /// On a fresh PostgreSQL database, with the given workers, every
+    /// process started with `env` added to its environment.
+    pub async fn postgres_with_env(
+        label: &str,
+        workers: &[(&str, u32)],
+        env: Vec<(String, String)>,
+    ) -> System {
         let url = rtmas_scheduler::testing::fresh_postgres_url(label).await;
-        System::start(url, tempfile::tempdir().expect("temp dir"), workers).await
+        System::start(url, tempfile::tempdir().expect("temp dir"), workers, env).await
     }
 
     /// On a fresh SQLite file, with two workers of two slots each.
     pub async fn sqlite() -> System {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("rtmas.db").display());
-        System::start(url, dir, &[("worker-1", 2), ("worker-2", 2)]).await
+        System::start(url, dir, &[("worker-1", 2), ("worker-2", 2)], Vec::new()).await
     }
 
-    async fn start(url: String, dir: tempfile::TempDir, workers: &[(&str, u32)]) -> System {
+    async fn start(
+        url: String,
+        dir: tempfile::TempDir,
+        workers: &[(&str, u32)],
+        env: Vec<(String, String)>,
+    ) -> System {
         std::fs::create_dir_all(dir.path().join("dags")).expect("dags dir");
         let mut system = System {
             store: connect(&url).await,
             url,
             dir,
             children: Vec::new(),
+            env,
         };
         let migrate = system
             .command(&["db", "migrate"])
@@ -147,6 +165,7 @@ impl System {
             .env("RTMAS_WORKER__POLL_INTERVAL", "100ms")
             .env("RTMAS_WORKER__GRACE_PERIOD", "5s")
             .env("RUST_LOG", "info,rtmas_scheduler=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .kill_on_drop(true);
         cmd

@@ -13,6 +13,8 @@
 //! [`produce`] sends to Kafka for `rtmas produce`. [`staging`] names the
 //! batches a consume stages in the object store by their offsets.
 
+pub mod compact;
+pub mod consume;
 mod parse;
 pub mod produce;
 pub mod simulate;

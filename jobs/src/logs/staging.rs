@@ -9,12 +9,28 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
 
+use super::LogRecord;
 use crate::storage::Storage;
 
 /// The folder, under the store's prefix, that staged batches go to.
 pub const STAGED: &str = "staged";
+
+/// One line of a staged object: a record and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagedLine {
+    /// The partition it was read from.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// The Kafka message's timestamp.
+    pub kafka_timestamp: Option<DateTime<Utc>>,
+    /// The record.
+    pub record: LogRecord,
+}
 
 /// One staged batch of one partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -9,6 +9,7 @@
 mod backfills;
 mod dags;
 mod operations;
+mod pipeline;
 mod pools;
 mod runs;
 mod scheduled;
@@ -32,6 +33,10 @@ pub use backfills::{
     BackfillProgress, BackfillRow, NewBackfill, PlannedAction, PlannedRun, Reprocess,
 };
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
+pub use pipeline::{
+    LEVELS, MetricRow, MinuteMetrics, NewBatch, OutputRow, QuarantinedMessage, QuarantinedRow,
+    StagedBatchRow, new_sketch, output_name,
+};
 pub use pools::PoolRow;
 pub use runs::{NewRun, RunRow, RunType, TaskSpec};
 pub use scheduled::ScheduledDag;

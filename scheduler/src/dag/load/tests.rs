@@ -817,7 +817,9 @@ fn any_kind_accepts_every_kind() {
 #[test]
 fn example_dags_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dags");
-    let load = load_dag_folder(&dir, &TestKinds).expect("dags folder is readable");
+    // The job kinds live in the jobs crate; `rtmas dags validate` checks
+    // the examples against them (tests/cli.rs).
+    let load = load_dag_folder(&dir, &AnyKind).expect("dags folder is readable");
     let problems: Vec<String> = load
         .errors
         .iter()

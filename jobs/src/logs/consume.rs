@@ -1,0 +1,601 @@
+//! The `kafka_consume` kind: one bounded micro-batch from a topic, parsed,
+//! staged durably in the object store, then recorded.
+//!
+//! A try reads from each partition assigned to it in its consumer group,
+//! starting where the metadata store says that partition's last durable
+//! batch ended, until the partitions are caught up or a bound is reached
+//! (records, bytes, wait). For each partition it writes one staged object
+//! (named by topic, partition and offset range), and only then records the
+//! batch, its quarantined messages and its metrics in one transaction that
+//! moves the partition's progress from the batch's first offset to past
+//! its last (compare and set). Kafka's own committed offsets are written
+//! afterwards for lag monitoring but never trusted: they can only lag.
+//!
+//! So a crash at any point neither loses nor duplicates a line: before the
+//! record, the next try reads the same offsets again (an object written but
+//! never recorded is ignored and later deleted); after it, the next try
+//! starts past them. A rebalance that hands a partition to another member
+//! mid-batch leaves two consumers with the same offsets; only the first to
+//! record them succeeds, and the other drops its batch.
+//!
+//! Each try joins the group with a consumer of its own and leaves it when
+//! done. A consumer kept between tries would only poll during tries, and a
+//! group of such members stalls every rebalance until the next try of each:
+//! partitions would sit unassigned. Joining costs about a second, small
+//! next to the batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use futures::future::BoxFuture;
+use object_store::{ObjectStoreExt, PutPayload};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use rtmas_scheduler::store::{MinuteMetrics, NewBatch, QuarantinedMessage};
+use serde::Deserialize;
+
+use super::staging::{StagedBatch, StagedLine};
+use super::{Level, Limits, Source, parse};
+use crate::registry::{JobContext, JobError, JobKind};
+use crate::storage;
+
+/// Where the pipeline's kinds find Kafka and the object store.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// `bootstrap.servers`, e.g. `kafka-1:9092,kafka-2:9092`.
+    pub kafka_brokers: String,
+    /// The object store URL, e.g. `s3://bucket/rtmas` or `file:///var/lib/rtmas`.
+    pub store_url: String,
+}
+
+fn default_topic() -> String {
+    "logs".to_owned()
+}
+fn default_group() -> String {
+    "rtmas-pipeline".to_owned()
+}
+fn default_max_records() -> usize {
+    200_000
+}
+fn default_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_max_wait() -> String {
+    "2s".to_owned()
+}
+fn default_join_timeout() -> String {
+    "30s".to_owned()
+}
+fn default_max_message_bytes() -> usize {
+    Limits::default().max_bytes
+}
+
+/// Params of a `kafka_consume` task.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsumeParams {
+    #[serde(default = "default_topic")]
+    topic: String,
+    #[serde(default = "default_group")]
+    group: String,
+    /// Most records in one try, over all partitions.
+    #[serde(default = "default_max_records")]
+    max_records: usize,
+    /// Most message bytes in one try.
+    #[serde(default = "default_max_bytes")]
+    max_bytes: usize,
+    /// Longest a try reads once it has partitions.
+    #[serde(default = "default_max_wait")]
+    max_wait: String,
+    /// Longest a new consumer waits to be given partitions.
+    #[serde(default = "default_join_timeout")]
+    join_timeout: String,
+    /// Larger messages are quarantined.
+    #[serde(default = "default_max_message_bytes")]
+    max_message_bytes: usize,
+}
+
+struct Bounds {
+    max_records: usize,
+    max_bytes: usize,
+    max_wait: Duration,
+    join_timeout: Duration,
+    limits: Limits,
+}
+
+impl ConsumeParams {
+    fn bounds(&self) -> Result<Bounds, String> {
+        let duration = |name: &str, text: &str| {
+            humantime::parse_duration(text).map_err(|err| format!("`{name}`: {err}"))
+        };
+        if self.max_records == 0 || self.max_bytes == 0 {
+            return Err("`max_records` and `max_bytes` must be at least 1".to_owned());
+        }
+        Ok(Bounds {
+            max_records: self.max_records,
+            max_bytes: self.max_bytes,
+            max_wait: duration("max_wait", &self.max_wait)?,
+            join_timeout: duration("join_timeout", &self.join_timeout)?,
+            limits: Limits {
+                max_bytes: self.max_message_bytes,
+            },
+        })
+    }
+}
+
+/// The `kafka_consume` job kind.
+pub struct KafkaConsume {
+    settings: PipelineSettings,
+}
+
+impl KafkaConsume {
+    /// The kind, consuming from the brokers and staging to the store of
+    /// `settings`.
+    pub fn new(settings: PipelineSettings) -> KafkaConsume {
+        KafkaConsume { settings }
+    }
+}
+
+impl JobKind for KafkaConsume {
+    fn name(&self) -> &'static str {
+        "kafka_consume"
+    }
+
+    fn check_params(&self, params: &serde_json::Value) -> Vec<String> {
+        match serde_json::from_value::<ConsumeParams>(params.clone()) {
+            Ok(p) => p.bounds().err().into_iter().collect(),
+            Err(err) => vec![format!("`kafka_consume` params: {err}")],
+        }
+    }
+
+    fn run(
+        &self,
+        ctx: JobContext,
+    ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
+        let settings = self.settings.clone();
+        Box::pin(async move { consume(ctx, settings).await })
+    }
+}
+
+/// What one try read from one partition.
+#[derive(Default)]
+struct PartitionBatch {
+    /// The first offset the batch covers.
+    first_offset: i64,
+    last_offset: i64,
+    staged: Vec<u8>,
+    records: i32,
+    hours: BTreeMap<DateTime<Utc>, i32>,
+    quarantined: Vec<QuarantinedMessage>,
+    metrics: BTreeMap<(DateTime<Utc>, String), MinuteMetrics>,
+}
+
+impl PartitionBatch {
+    fn add(&mut self, line: &StagedLine) -> Result<(), JobError> {
+        let ts = line.record.timestamp;
+        let minute = ts
+            .duration_trunc(TimeDelta::minutes(1))
+            .map_err(|err| JobError::Failed(format!("record time {ts}: {err}")))?;
+        let hour = ts
+            .duration_trunc(TimeDelta::hours(1))
+            .map_err(|err| JobError::Failed(format!("record time {ts}: {err}")))?;
+        *self.hours.entry(hour).or_default() += 1;
+        let metrics = self
+            .metrics
+            .entry((minute, line.record.service.clone()))
+            .or_insert_with(|| MinuteMetrics::new(minute, line.record.service.clone()));
+        metrics.levels[level_index(line.record.level)] += 1;
+        if let Some(latency) = line.record.latency_ms
+            && latency.is_finite()
+            && latency >= 0.0
+        {
+            metrics.latency.add(latency);
+        }
+        serde_json::to_writer(&mut self.staged, line)
+            .map_err(|err| JobError::Failed(format!("cannot stage a record: {err}")))?;
+        self.staged.push(b'\n');
+        self.records += 1;
+        Ok(())
+    }
+}
+
+/// The column of a level in [`MinuteMetrics::levels`].
+fn level_index(level: Level) -> usize {
+    match level {
+        Level::Trace => 0,
+        Level::Debug => 1,
+        Level::Info => 2,
+        Level::Warn => 3,
+        Level::Error => 4,
+        Level::Fatal => 5,
+        Level::Unknown => 6,
+    }
+}
+
+/// How far before a batch's first offset reading starts again when the
+/// broker skipped it; the second time, reading starts at the partition's
+/// start.
+const FIRST_STEP_BACK: i64 = 10_000;
+
+/// Whether the records read from a partition are known to start where its
+/// batch must start.
+struct Anchor {
+    /// The broker has served the batch's first offset, or one before it.
+    confirmed: bool,
+    /// How far before the first offset to read again if not.
+    back: i64,
+}
+
+/// What a try read, by partition.
+struct Polled {
+    consumer: BaseConsumer,
+    /// What the try's log should say about how partitions were read.
+    notes: Vec<String>,
+    /// The partitions the group gave the try.
+    assigned: BTreeSet<i32>,
+    partitions: BTreeMap<i32, PartitionBatch>,
+    messages: usize,
+    message_bytes: usize,
+}
+
+fn new_consumer(brokers: &str, group: &str, topic: &str) -> Result<BaseConsumer, JobError> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("session.timeout.ms", "10000")
+        .create()
+        .map_err(|err| JobError::Failed(format!("cannot create a Kafka consumer: {err}")))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|err| JobError::Failed(format!("cannot subscribe to `{topic}`: {err}")))?;
+    Ok(consumer)
+}
+
+fn kafka_time(message: &impl Message) -> Option<DateTime<Utc>> {
+    message
+        .timestamp()
+        .to_millis()
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+/// Reads one bounded batch (blocking: run it off the async threads).
+fn read_batch(
+    consumer: BaseConsumer,
+    topic: &str,
+    bounds: &Bounds,
+    durable: &BTreeMap<i32, i64>,
+) -> Result<Polled, JobError> {
+    let started = Instant::now();
+    let mut polled = Polled {
+        consumer,
+        partitions: BTreeMap::new(),
+        notes: Vec::new(),
+        assigned: BTreeSet::new(),
+        messages: 0,
+        message_bytes: 0,
+    };
+    // The partitions assigned to the consumer, and those it has read to
+    // the end of since. The end is the broker's end-of-partition event,
+    // not a watermark asked for at the start: some brokers report
+    // watermarks that lag what they serve.
+    let mut assigned: BTreeSet<i32> = BTreeSet::new();
+    let mut at_end: BTreeSet<i32> = BTreeSet::new();
+    let mut checked = Instant::now() - Duration::from_secs(1);
+    let mut reading_since: Option<Instant> = None;
+    let mut anchors: BTreeMap<i32, Anchor> = BTreeMap::new();
+    loop {
+        if polled.messages >= bounds.max_records || polled.message_bytes >= bounds.max_bytes {
+            break;
+        }
+        if checked.elapsed() >= Duration::from_millis(200) {
+            checked = Instant::now();
+            track_assignment(&polled.consumer, topic, durable, &mut assigned)?;
+            polled.assigned.extend(assigned.iter().copied());
+        }
+        // The wait for records starts once the group has given partitions.
+        if reading_since.is_none() && !assigned.is_empty() {
+            reading_since = Some(Instant::now());
+        }
+        let caught_up = !assigned.is_empty() && assigned.is_subset(&at_end);
+        // A partition being read again from earlier gets its records before
+        // the try ends, within the join timeout.
+        let anchoring = anchors.values().any(|a| !a.confirmed);
+        let read_long_enough = reading_since.is_some_and(|at| {
+            at.elapsed() >= bounds.max_wait && (!anchoring || at.elapsed() >= bounds.join_timeout)
+        });
+        let never_assigned = reading_since.is_none() && started.elapsed() >= bounds.join_timeout;
+        if caught_up || read_long_enough || never_assigned {
+            break;
+        }
+        let message = match polled.consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                // The end of a stream read before a seek back says nothing.
+                if anchors.get(&partition).is_none_or(|a| a.confirmed) {
+                    at_end.insert(partition);
+                }
+                continue;
+            }
+            Some(Err(err)) => {
+                return Err(JobError::Failed(format!(
+                    "cannot read from `{topic}`: {err}"
+                )));
+            }
+            Some(Ok(message)) => message,
+        };
+        let partition = message.partition();
+        let offset = message.offset();
+        // A record means the partition's end is still ahead.
+        at_end.remove(&partition);
+        if let Some(&start) = durable.get(&partition) {
+            let anchor = anchors.entry(partition).or_insert(Anchor {
+                confirmed: false,
+                back: FIRST_STEP_BACK,
+            });
+            if offset < start {
+                // Recorded already (Kafka's committed offset lags the
+                // store's); the broker's stream covers `start` from here.
+                if !anchor.confirmed && anchor.back != FIRST_STEP_BACK {
+                    // Read again from earlier: the wait starts over.
+                    reading_since = Some(Instant::now());
+                }
+                anchor.confirmed = true;
+                continue;
+            }
+            if offset > start && !anchor.confirmed {
+                // The first record is past where the batch must start.
+                // Some brokers, asked for an offset inside a stored record
+                // batch, skip to the next batch: read again from earlier,
+                // further back each time, until the stream is seen to
+                // cover `start` or the partition's start is reached.
+                let low = polled
+                    .consumer
+                    .fetch_watermarks(topic, partition, Duration::from_secs(5))
+                    .map(|(low, _)| low)
+                    .unwrap_or(0);
+                polled.notes.push(format!(
+                    "partition {partition}: asked for offset {start}, the broker answered \
+                     from {offset}; reading again from earlier"
+                ));
+                if start - anchor.back > low {
+                    let from = start - anchor.back;
+                    // Next time, from the partition's start.
+                    anchor.back = start - low;
+                    seek(&polled.consumer, topic, partition, from)?;
+                    continue;
+                }
+                if low > start || anchor.back == i64::MAX {
+                    anchor.back = i64::MAX;
+                    polled.notes.push(format!(
+                        "partition {partition}: offsets {start}..{offset} are not in the \
+                         topic (removed by retention, or not records)"
+                    ));
+                } else {
+                    seek(&polled.consumer, topic, partition, low)?;
+                    anchor.back = i64::MAX;
+                    continue;
+                }
+            }
+            anchor.confirmed = true;
+        }
+        let payload = message.payload().unwrap_or_default();
+        polled.messages += 1;
+        polled.message_bytes += payload.len();
+        let batch = polled.partitions.entry(partition).or_insert_with(|| {
+            let first = durable.get(&partition).copied().unwrap_or(offset);
+            PartitionBatch {
+                first_offset: first,
+                ..PartitionBatch::default()
+            }
+        });
+        batch.last_offset = offset;
+        let kafka_timestamp = kafka_time(&message);
+        let source = Source {
+            key: message.key(),
+            kafka_timestamp,
+        };
+        match parse(payload, &source, &bounds.limits) {
+            Ok(record) => batch.add(&StagedLine {
+                partition,
+                offset,
+                kafka_timestamp,
+                record,
+            })?,
+            Err(reason) => batch.quarantined.push(QuarantinedMessage {
+                offset,
+                reason: reason.to_string(),
+                payload: payload.to_vec(),
+                kafka_timestamp,
+            }),
+        }
+    }
+    Ok(polled)
+}
+
+fn seek(consumer: &BaseConsumer, topic: &str, partition: i32, to: i64) -> Result<(), JobError> {
+    consumer
+        .seek(topic, partition, Offset::Offset(to), Duration::from_secs(5))
+        .map_err(|err| JobError::Failed(format!("cannot seek partition {partition}: {err}")))
+}
+
+/// Notes the partitions newly assigned to the consumer, moving each
+/// forward to the store's progress when the consumer stands behind it.
+fn track_assignment(
+    consumer: &BaseConsumer,
+    topic: &str,
+    durable: &BTreeMap<i32, i64>,
+    assigned: &mut BTreeSet<i32>,
+) -> Result<(), JobError> {
+    let assignment = consumer
+        .assignment()
+        .map_err(|err| JobError::Failed(format!("cannot read the assignment: {err}")))?;
+    let now: BTreeSet<i32> = assignment
+        .elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect();
+    let new: Vec<i32> = now.difference(assigned).copied().collect();
+    if !new.is_empty() {
+        let positions = consumer.position().ok();
+        for partition in new {
+            let position = positions
+                .as_ref()
+                .and_then(|p| p.find_partition(topic, partition))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            if let (Some(&start), Some(at)) = (durable.get(&partition), position)
+                && at < start
+            {
+                // Skipping is what counts; the seek only saves reading.
+                let _ = consumer.seek(
+                    topic,
+                    partition,
+                    Offset::Offset(start),
+                    Duration::from_secs(1),
+                );
+            }
+        }
+    }
+    *assigned = now;
+    Ok(())
+}
+
+async fn consume(
+    ctx: JobContext,
+    settings: PipelineSettings,
+) -> Result<Option<serde_json::Value>, JobError> {
+    let params: ConsumeParams =
+        serde_json::from_value(ctx.params).map_err(|err| JobError::Params(err.to_string()))?;
+    let bounds = params.bounds().map_err(JobError::Params)?;
+    let storage =
+        storage::open(&settings.store_url).map_err(|err| JobError::Failed(err.to_string()))?;
+    let store = ctx.store.clone();
+    let durable = store
+        .consume_offsets(&params.topic)
+        .await
+        .map_err(|err| JobError::Failed(format!("cannot read consume progress: {err}")))?;
+
+    let (brokers, group, topic) = (
+        settings.kafka_brokers.clone(),
+        params.group.clone(),
+        params.topic.clone(),
+    );
+    let polled = tokio::task::spawn_blocking(move || {
+        let consumer = new_consumer(&brokers, &group, &topic)?;
+        read_batch(consumer, &topic, &bounds, &durable)
+    })
+    .await
+    .map_err(|err| JobError::Failed(format!("the batch reader stopped: {err}")))??;
+    let consumer = polled.consumer;
+    for note in &polled.notes {
+        ctx.log.line("rtmas", note.clone());
+    }
+
+    let mut summary = Vec::new();
+    let mut commit = TopicPartitionList::new();
+    for (partition, batch) in polled.partitions {
+        let staged = StagedBatch {
+            topic: params.topic.clone(),
+            partition,
+            first_offset: batch.first_offset,
+            last_offset: batch.last_offset,
+        };
+        let object = (batch.records > 0).then(|| staged.name());
+        let bytes = batch.staged.len() as i64;
+        if let Some(name) = &object {
+            storage
+                .store
+                .put(&storage.path(name), PutPayload::from(batch.staged))
+                .await
+                .map_err(|err| JobError::Failed(format!("cannot stage {name}: {err}")))?;
+        }
+        let quarantined = batch.quarantined.len();
+        let new = NewBatch {
+            topic: params.topic.clone(),
+            partition,
+            first_offset: batch.first_offset,
+            last_offset: batch.last_offset,
+            object,
+            records: batch.records,
+            bytes,
+            hours: batch.hours.into_iter().collect(),
+            quarantined: batch.quarantined,
+            metrics: batch.metrics.into_values().collect(),
+        };
+        let recorded = store
+            .record_batch(&new, Utc::now())
+            .await
+            .map_err(|err| JobError::Failed(format!("cannot record the batch: {err}")))?;
+        if recorded {
+            ctx.log.line(
+                "rtmas",
+                format!(
+                    "partition {partition}: offsets {}..={} staged: {} records, {} quarantined",
+                    new.first_offset, new.last_offset, new.records, quarantined
+                ),
+            );
+            let _ = commit.add_partition_offset(
+                &params.topic,
+                partition,
+                Offset::Offset(new.last_offset + 1),
+            );
+        } else {
+            ctx.log.line(
+                "rtmas",
+                format!(
+                    "partition {partition}: offsets {}..={} were recorded by another consumer; \
+                     this batch is dropped",
+                    new.first_offset, new.last_offset
+                ),
+            );
+        }
+        summary.push(serde_json::json!({
+            "partition": partition,
+            "first_offset": new.first_offset,
+            "last_offset": new.last_offset,
+            "records": new.records,
+            "quarantined": quarantined,
+            "recorded": recorded,
+        }));
+    }
+    // Committing and leaving the group wait for the broker: off the async
+    // threads.
+    let committed = tokio::task::spawn_blocking(move || {
+        let committed = if commit.count() > 0 {
+            consumer.commit(&commit, CommitMode::Sync)
+        } else {
+            Ok(())
+        };
+        consumer.unsubscribe();
+        drop(consumer);
+        committed
+    })
+    .await
+    .map_err(|err| JobError::Failed(format!("the consumer stopped: {err}")))?;
+    if let Err(err) = committed {
+        ctx.log.line(
+            "rtmas",
+            format!("cannot commit offsets to Kafka (only lag monitoring reads them): {err}"),
+        );
+    }
+    if summary.is_empty() {
+        ctx.log.line("rtmas", "caught up: nothing new");
+    }
+    Ok(Some(serde_json::json!({
+        "topic": params.topic,
+        "assigned": polled.assigned,
+        "messages": polled.messages,
+        "bytes": polled.message_bytes,
+        "partitions": summary,
+    })))
+}
