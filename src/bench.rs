@@ -60,6 +60,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         repeats: usize,
     },
+    /// The log pipeline: lines per second from a pre-filled topic on the
+    /// brokers of `RTMAS_KAFKA_BROKERS` to durable staged objects (consume,
+    /// parse, stage, record), and compaction to Parquet in MB of staged
+    /// data per second. Uses a temporary SQLite database and folder.
+    Ingest {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Lines in each repeat's topic.
+        #[arg(long, default_value_t = 500_000)]
+        lines: u64,
+        /// Repeats, each on a topic of its own; figures are medians.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
 }
 
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
@@ -91,6 +106,15 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
         } => {
             let figures =
                 schedule_bench(config, ticks.max(2), backfill_runs.max(1), repeats.max(1)).await?;
+            print_figures(&figures, json)?;
+        }
+        BenchCommand::Ingest {
+            json,
+            lines,
+            repeats,
+        } => {
+            let figures =
+                crate::ingest_bench::ingest_bench(config, lines.max(1), repeats.max(1)).await?;
             print_figures(&figures, json)?;
         }
     }

@@ -5,6 +5,7 @@ mod backfills;
 mod bench;
 mod cli;
 mod config;
+mod ingest_bench;
 mod operations;
 mod produce;
 mod services;

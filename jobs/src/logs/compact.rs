@@ -96,7 +96,13 @@ impl JobKind for Compact {
         ctx: JobContext,
     ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
         let settings = self.settings.clone();
-        Box::pin(async move { compact(ctx, settings).await })
+        Box::pin(async move {
+            let log = ctx.log.clone();
+            let note = move |line: String| log.line("rtmas", line);
+            compact_once(&ctx.store, &settings, ctx.params, &note)
+                .await
+                .map(Some)
+        })
     }
 }
 
@@ -110,16 +116,22 @@ pub fn hour_of(ts: DateTime<Utc>) -> Result<DateTime<Utc>, JobError> {
         .map_err(|err| failed(format!("record time {ts}: {err}")))
 }
 
-async fn compact(
-    ctx: JobContext,
-    settings: PipelineSettings,
-) -> Result<Option<serde_json::Value>, JobError> {
+/// Compacts what is due, as a `compact` try does with `params`; `note`
+/// gets the lines for the try's log. Returns the try's result.
+///
+/// Fails when the object store or the metadata store fails; files written
+/// and recorded before stay so, and the next try finishes the rest.
+pub async fn compact_once(
+    store: &Store,
+    settings: &PipelineSettings,
+    params: serde_json::Value,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<serde_json::Value, JobError> {
     let params: CompactParams =
-        serde_json::from_value(ctx.params).map_err(|err| JobError::Params(err.to_string()))?;
+        serde_json::from_value(params).map_err(|err| JobError::Params(err.to_string()))?;
     let until = params.until().map_err(JobError::Params)?;
     let before = hour_of(until)?;
     let storage = storage::open(&settings.store_url).map_err(failed)?;
-    let store = ctx.store.clone();
     let topic = params.topic.as_str();
 
     let plans = store
@@ -129,39 +141,37 @@ async fn compact(
     let mut files = Vec::new();
     let mut rows_written = 0_i64;
     for plan in &plans {
-        let (rows, bytes) = write_output(&store, &storage, plan).await?;
+        let (rows, bytes) = write_output(store, &storage, plan).await?;
         store
             .output_written(plan.id, rows, bytes, Utc::now())
             .await
             .map_err(|err| failed(format!("cannot record {}: {err}", plan.object)))?;
-        ctx.log.line(
-            "rtmas",
-            format!("wrote {} ({rows} rows, {bytes} bytes)", plan.object),
-        );
+        note(format!(
+            "wrote {} ({rows} rows, {bytes} bytes)",
+            plan.object
+        ));
         rows_written += rows;
         files.push(serde_json::json!({"object": plan.object, "rows": rows, "bytes": bytes}));
     }
 
-    let removed = remove_compacted(&store, &storage, topic).await?;
-    let orphans = remove_orphans(&store, &storage, topic).await?;
+    let removed = remove_compacted(store, &storage, topic).await?;
+    let orphans = remove_orphans(store, &storage, topic).await?;
     if removed > 0 || orphans > 0 {
-        ctx.log.line(
-            "rtmas",
-            format!("deleted {removed} compacted staged objects and {orphans} never recorded"),
-        );
+        note(format!(
+            "deleted {removed} compacted staged objects and {orphans} never recorded"
+        ));
     }
     if plans.is_empty() {
-        ctx.log
-            .line("rtmas", format!("nothing to compact before {before}"));
+        note(format!("nothing to compact before {before}"));
     }
-    Ok(Some(serde_json::json!({
+    Ok(serde_json::json!({
         "topic": topic,
         "before": before,
         "files": files,
         "rows": rows_written,
         "staged_removed": removed,
         "orphans_removed": orphans,
-    })))
+    }))
 }
 
 /// Reads the lines of a staged object.

@@ -30,12 +30,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use futures::future::BoxFuture;
 use object_store::{ObjectStoreExt, PutPayload};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use rtmas_scheduler::store::{MinuteMetrics, NewBatch, QuarantinedMessage};
+use rtmas_scheduler::store::{MinuteMetrics, NewBatch, QuarantinedMessage, Store};
 use serde::Deserialize;
 
 use super::staging::{StagedBatch, StagedLine};
@@ -157,7 +158,13 @@ impl JobKind for KafkaConsume {
         ctx: JobContext,
     ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
         let settings = self.settings.clone();
-        Box::pin(async move { consume(ctx, settings).await })
+        Box::pin(async move {
+            let log = ctx.log.clone();
+            let note = move |line: String| log.line("rtmas", line);
+            consume_once(&ctx.store, &settings, ctx.params, &note)
+                .await
+                .map(Some)
+        })
     }
 }
 
@@ -175,6 +182,35 @@ struct PartitionBatch {
 }
 
 impl PartitionBatch {
+    /// Adds one message: parsed and staged, or quarantined with why.
+    fn take(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+        source: &Source<'_>,
+        limits: &Limits,
+    ) -> Result<(), JobError> {
+        self.last_offset = offset;
+        match parse(payload, source, limits) {
+            Ok(record) => self.add(&StagedLine {
+                partition,
+                offset,
+                kafka_timestamp: source.kafka_timestamp,
+                record,
+            }),
+            Err(reason) => {
+                self.quarantined.push(QuarantinedMessage {
+                    offset,
+                    reason: reason.to_string(),
+                    payload: payload.to_vec(),
+                    kafka_timestamp: source.kafka_timestamp,
+                });
+                Ok(())
+            }
+        }
+    }
+
     fn add(&mut self, line: &StagedLine) -> Result<(), JobError> {
         let ts = line.record.timestamp;
         let minute = ts
@@ -201,6 +237,18 @@ impl PartitionBatch {
         self.records += 1;
         Ok(())
     }
+}
+
+/// What a try does with each message once read, without Kafka: parses
+/// it, stages it and adds it to the metrics (or quarantines it). Returns
+/// the staged bytes. For measuring the work apart from the broker.
+pub fn stage_messages(messages: &[Vec<u8>]) -> Result<usize, JobError> {
+    let mut batch = PartitionBatch::default();
+    let limits = Limits::default();
+    for (offset, payload) in messages.iter().enumerate() {
+        batch.take(0, offset as i64, payload, &Source::default(), &limits)?;
+    }
+    Ok(batch.staged.len())
 }
 
 /// The column of a level in [`MinuteMetrics::levels`].
@@ -232,18 +280,41 @@ struct Anchor {
 
 /// What a try read, by partition.
 struct Polled {
-    consumer: BaseConsumer,
+    consumer: LogConsumer,
     /// What the try's log should say about how partitions were read.
     notes: Vec<String>,
     /// The partitions the group gave the try.
     assigned: BTreeSet<i32>,
+    /// How long the group took to give them, and how long reading took.
+    join_time: Duration,
+    read_time: Duration,
     partitions: BTreeMap<i32, PartitionBatch>,
     messages: usize,
     message_bytes: usize,
 }
 
-fn new_consumer(brokers: &str, group: &str, topic: &str) -> Result<BaseConsumer, JobError> {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// The consumer's context: librdkafka's own errors go to the log, except
+/// end-of-partition, which is how a try knows it is caught up.
+struct PipelineContext;
+
+impl ClientContext for PipelineContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
+            tracing::warn!(error = %error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for PipelineContext {}
+
+type LogConsumer = BaseConsumer<PipelineContext>;
+
+fn new_consumer(brokers: &str, group: &str, topic: &str) -> Result<LogConsumer, JobError> {
+    let consumer: LogConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -251,7 +322,7 @@ fn new_consumer(brokers: &str, group: &str, topic: &str) -> Result<BaseConsumer,
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .set("session.timeout.ms", "10000")
-        .create()
+        .create_with_context(PipelineContext)
         .map_err(|err| JobError::Failed(format!("cannot create a Kafka consumer: {err}")))?;
     consumer
         .subscribe(&[topic])
@@ -268,7 +339,7 @@ fn kafka_time(message: &impl Message) -> Option<DateTime<Utc>> {
 
 /// Reads one bounded batch (blocking: run it off the async threads).
 fn read_batch(
-    consumer: BaseConsumer,
+    consumer: LogConsumer,
     topic: &str,
     bounds: &Bounds,
     durable: &BTreeMap<i32, i64>,
@@ -279,6 +350,8 @@ fn read_batch(
         partitions: BTreeMap::new(),
         notes: Vec::new(),
         assigned: BTreeSet::new(),
+        join_time: Duration::ZERO,
+        read_time: Duration::ZERO,
         messages: 0,
         message_bytes: 0,
     };
@@ -303,6 +376,7 @@ fn read_batch(
         // The wait for records starts once the group has given partitions.
         if reading_since.is_none() && !assigned.is_empty() {
             reading_since = Some(Instant::now());
+            polled.join_time = started.elapsed();
         }
         let caught_up = !assigned.is_empty() && assigned.is_subset(&at_end);
         // A partition being read again from earlier gets its records before
@@ -396,31 +470,18 @@ fn read_batch(
                 ..PartitionBatch::default()
             }
         });
-        batch.last_offset = offset;
         let kafka_timestamp = kafka_time(&message);
         let source = Source {
             key: message.key(),
             kafka_timestamp,
         };
-        match parse(payload, &source, &bounds.limits) {
-            Ok(record) => batch.add(&StagedLine {
-                partition,
-                offset,
-                kafka_timestamp,
-                record,
-            })?,
-            Err(reason) => batch.quarantined.push(QuarantinedMessage {
-                offset,
-                reason: reason.to_string(),
-                payload: payload.to_vec(),
-                kafka_timestamp,
-            }),
-        }
+        batch.take(partition, offset, payload, &source, &bounds.limits)?;
     }
+    polled.read_time = started.elapsed().saturating_sub(polled.join_time);
     Ok(polled)
 }
 
-fn seek(consumer: &BaseConsumer, topic: &str, partition: i32, to: i64) -> Result<(), JobError> {
+fn seek(consumer: &LogConsumer, topic: &str, partition: i32, to: i64) -> Result<(), JobError> {
     consumer
         .seek(topic, partition, Offset::Offset(to), Duration::from_secs(5))
         .map_err(|err| JobError::Failed(format!("cannot seek partition {partition}: {err}")))
@@ -429,7 +490,7 @@ fn seek(consumer: &BaseConsumer, topic: &str, partition: i32, to: i64) -> Result
 /// Notes the partitions newly assigned to the consumer, moving each
 /// forward to the store's progress when the consumer stands behind it.
 fn track_assignment(
-    consumer: &BaseConsumer,
+    consumer: &LogConsumer,
     topic: &str,
     durable: &BTreeMap<i32, i64>,
     assigned: &mut BTreeSet<i32>,
@@ -470,16 +531,23 @@ fn track_assignment(
     Ok(())
 }
 
-async fn consume(
-    ctx: JobContext,
-    settings: PipelineSettings,
-) -> Result<Option<serde_json::Value>, JobError> {
+/// Reads, stages and records one micro-batch, as a `kafka_consume` try
+/// does with `params`; `note` gets the lines for the try's log. Returns
+/// the try's result.
+///
+/// Fails when Kafka, the object store or the metadata store fails; what was
+/// recorded before stays recorded.
+pub async fn consume_once(
+    store: &Store,
+    settings: &PipelineSettings,
+    params: serde_json::Value,
+    note: &(dyn Fn(String) + Sync),
+) -> Result<serde_json::Value, JobError> {
     let params: ConsumeParams =
-        serde_json::from_value(ctx.params).map_err(|err| JobError::Params(err.to_string()))?;
+        serde_json::from_value(params).map_err(|err| JobError::Params(err.to_string()))?;
     let bounds = params.bounds().map_err(JobError::Params)?;
     let storage =
         storage::open(&settings.store_url).map_err(|err| JobError::Failed(err.to_string()))?;
-    let store = ctx.store.clone();
     let durable = store
         .consume_offsets(&params.topic)
         .await
@@ -497,8 +565,8 @@ async fn consume(
     .await
     .map_err(|err| JobError::Failed(format!("the batch reader stopped: {err}")))??;
     let consumer = polled.consumer;
-    for note in &polled.notes {
-        ctx.log.line("rtmas", note.clone());
+    for line in &polled.notes {
+        note(line.clone());
     }
 
     let mut summary = Vec::new();
@@ -537,27 +605,21 @@ async fn consume(
             .await
             .map_err(|err| JobError::Failed(format!("cannot record the batch: {err}")))?;
         if recorded {
-            ctx.log.line(
-                "rtmas",
-                format!(
-                    "partition {partition}: offsets {}..={} staged: {} records, {} quarantined",
-                    new.first_offset, new.last_offset, new.records, quarantined
-                ),
-            );
+            note(format!(
+                "partition {partition}: offsets {}..={} staged: {} records, {} quarantined",
+                new.first_offset, new.last_offset, new.records, quarantined
+            ));
             let _ = commit.add_partition_offset(
                 &params.topic,
                 partition,
                 Offset::Offset(new.last_offset + 1),
             );
         } else {
-            ctx.log.line(
-                "rtmas",
-                format!(
-                    "partition {partition}: offsets {}..={} were recorded by another consumer; \
+            note(format!(
+                "partition {partition}: offsets {}..={} were recorded by another consumer; \
                      this batch is dropped",
-                    new.first_offset, new.last_offset
-                ),
-            );
+                new.first_offset, new.last_offset
+            ));
         }
         summary.push(serde_json::json!({
             "partition": partition,
@@ -583,19 +645,20 @@ async fn consume(
     .await
     .map_err(|err| JobError::Failed(format!("the consumer stopped: {err}")))?;
     if let Err(err) = committed {
-        ctx.log.line(
-            "rtmas",
-            format!("cannot commit offsets to Kafka (only lag monitoring reads them): {err}"),
-        );
+        note(format!(
+            "cannot commit offsets to Kafka (only lag monitoring reads them): {err}"
+        ));
     }
     if summary.is_empty() {
-        ctx.log.line("rtmas", "caught up: nothing new");
+        note("caught up: nothing new".to_owned());
     }
-    Ok(Some(serde_json::json!({
+    Ok(serde_json::json!({
         "topic": params.topic,
         "assigned": polled.assigned,
+        "join_seconds": polled.join_time.as_secs_f64(),
+        "read_seconds": polled.read_time.as_secs_f64(),
         "messages": polled.messages,
         "bytes": polled.message_bytes,
         "partitions": summary,
-    })))
+    }))
 }
