@@ -264,9 +264,13 @@ fn level_index(level: Level) -> usize {
     }
 }
 
-/// How far before a batch's first offset reading starts again when the
-/// broker skipped it; the second time, reading starts at the partition's
-/// start.
+/// How long a partition that must start at an offset may send nothing
+/// before it is read again from earlier.
+const SILENCE: Duration = Duration::from_millis(1500);
+
+/// How far before a batch's first offset reading starts again the second
+/// time the broker skipped it; the third time, reading starts at the
+/// partition's start.
 const FIRST_STEP_BACK: i64 = 10_000;
 
 /// Whether the records read from a partition are known to start where its
@@ -276,6 +280,63 @@ struct Anchor {
     confirmed: bool,
     /// How far before the first offset to read again if not.
     back: i64,
+    /// Whether reading started again from earlier.
+    stepped: bool,
+}
+
+/// What a step back did.
+enum Step {
+    /// Reading starts again from earlier; the note says why.
+    Seeked(String),
+    /// Read from the partition's start already: what was skipped is not
+    /// in the topic.
+    Gap,
+}
+
+impl Anchor {
+    fn new() -> Anchor {
+        Anchor {
+            confirmed: false,
+            back: 1,
+            stepped: false,
+        }
+    }
+
+    /// Reads the partition again from before `start`: one offset back,
+    /// then [`FIRST_STEP_BACK`], then from the partition's start. Some
+    /// brokers, asked for an offset inside a stored record batch, skip to
+    /// the next batch (or, in the last batch, to the end).
+    fn step_back(
+        &mut self,
+        consumer: &LogConsumer,
+        topic: &str,
+        partition: i32,
+        start: i64,
+        answered: &str,
+    ) -> Result<Step, JobError> {
+        let low = consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(5))
+            .map(|(low, _)| low)
+            .unwrap_or(0);
+        if low >= start || self.back == i64::MAX {
+            self.back = i64::MAX;
+            return Ok(Step::Gap);
+        }
+        let from = (start - self.back).max(low);
+        self.back = if from == low {
+            i64::MAX
+        } else if self.back < FIRST_STEP_BACK {
+            FIRST_STEP_BACK
+        } else {
+            start - low
+        };
+        self.stepped = true;
+        seek(consumer, topic, partition, from)?;
+        Ok(Step::Seeked(format!(
+            "partition {partition}: asked for offset {start}, the broker {answered}; \
+             reading again from {from}"
+        )))
+    }
 }
 
 /// What a try read, by partition.
@@ -364,6 +425,8 @@ fn read_batch(
     let mut checked = Instant::now() - Duration::from_secs(1);
     let mut reading_since: Option<Instant> = None;
     let mut anchors: BTreeMap<i32, Anchor> = BTreeMap::new();
+    // When each assigned partition last sent a record or its end.
+    let mut heard: BTreeMap<i32, Instant> = BTreeMap::new();
     loop {
         if polled.messages >= bounds.max_records || polled.message_bytes >= bounds.max_bytes {
             break;
@@ -372,6 +435,35 @@ fn read_batch(
             checked = Instant::now();
             track_assignment(&polled.consumer, topic, durable, &mut assigned)?;
             polled.assigned.extend(assigned.iter().copied());
+            for partition in &assigned {
+                heard.entry(*partition).or_insert_with(Instant::now);
+            }
+            // A partition that must start at an offset and has sent nothing
+            // for a while (no record, no end): some brokers go quiet when
+            // asked for an offset inside their last record batch.
+            for partition in &assigned {
+                let Some(&start) = durable.get(partition) else {
+                    continue;
+                };
+                let anchor = anchors.entry(*partition).or_insert_with(Anchor::new);
+                if anchor.confirmed || heard.get(partition).is_none_or(|t| t.elapsed() < SILENCE) {
+                    continue;
+                }
+                heard.insert(*partition, Instant::now());
+                match anchor.step_back(
+                    &polled.consumer,
+                    topic,
+                    *partition,
+                    start,
+                    "sent nothing",
+                )? {
+                    Step::Seeked(note) => polled.notes.push(note),
+                    Step::Gap => {
+                        anchor.confirmed = true;
+                        at_end.insert(*partition);
+                    }
+                }
+            }
         }
         // The wait for records starts once the group has given partitions.
         if reading_since.is_none() && !assigned.is_empty() {
@@ -392,10 +484,31 @@ fn read_batch(
         let message = match polled.consumer.poll(Duration::from_millis(100)) {
             None => continue,
             Some(Err(KafkaError::PartitionEOF(partition))) => {
-                // The end of a stream read before a seek back says nothing.
-                if anchors.get(&partition).is_none_or(|a| a.confirmed) {
-                    at_end.insert(partition);
+                heard.insert(partition, Instant::now());
+                if let Some(&start) = durable.get(&partition) {
+                    let anchor = anchors.entry(partition).or_insert_with(Anchor::new);
+                    if !anchor.confirmed {
+                        // Nothing served from `start` on: caught up, or
+                        // skipped (some brokers report their end, or a
+                        // watermark, below records they hold). Reading
+                        // from just before `start` tells which.
+                        let answered = "reported the end of the partition";
+                        match anchor.step_back(
+                            &polled.consumer,
+                            topic,
+                            partition,
+                            start,
+                            answered,
+                        )? {
+                            Step::Seeked(note) => {
+                                polled.notes.push(note);
+                                continue;
+                            }
+                            Step::Gap => anchor.confirmed = true,
+                        }
+                    }
                 }
+                at_end.insert(partition);
                 continue;
             }
             Some(Err(err)) => {
@@ -407,17 +520,15 @@ fn read_batch(
         };
         let partition = message.partition();
         let offset = message.offset();
+        heard.insert(partition, Instant::now());
         // A record means the partition's end is still ahead.
         at_end.remove(&partition);
         if let Some(&start) = durable.get(&partition) {
-            let anchor = anchors.entry(partition).or_insert(Anchor {
-                confirmed: false,
-                back: FIRST_STEP_BACK,
-            });
+            let anchor = anchors.entry(partition).or_insert_with(Anchor::new);
             if offset < start {
                 // Recorded already (Kafka's committed offset lags the
                 // store's); the broker's stream covers `start` from here.
-                if !anchor.confirmed && anchor.back != FIRST_STEP_BACK {
+                if !anchor.confirmed && anchor.stepped {
                     // Read again from earlier: the wait starts over.
                     reading_since = Some(Instant::now());
                 }
@@ -426,36 +537,16 @@ fn read_batch(
             }
             if offset > start && !anchor.confirmed {
                 // The first record is past where the batch must start.
-                // Some brokers, asked for an offset inside a stored record
-                // batch, skip to the next batch: read again from earlier,
-                // further back each time, until the stream is seen to
-                // cover `start` or the partition's start is reached.
-                let low = polled
-                    .consumer
-                    .fetch_watermarks(topic, partition, Duration::from_secs(5))
-                    .map(|(low, _)| low)
-                    .unwrap_or(0);
-                polled.notes.push(format!(
-                    "partition {partition}: asked for offset {start}, the broker answered \
-                     from {offset}; reading again from earlier"
-                ));
-                if start - anchor.back > low {
-                    let from = start - anchor.back;
-                    // Next time, from the partition's start.
-                    anchor.back = start - low;
-                    seek(&polled.consumer, topic, partition, from)?;
-                    continue;
-                }
-                if low > start || anchor.back == i64::MAX {
-                    anchor.back = i64::MAX;
-                    polled.notes.push(format!(
+                let answered = format!("answered from {offset}");
+                match anchor.step_back(&polled.consumer, topic, partition, start, &answered)? {
+                    Step::Seeked(note) => {
+                        polled.notes.push(note);
+                        continue;
+                    }
+                    Step::Gap => polled.notes.push(format!(
                         "partition {partition}: offsets {start}..{offset} are not in the \
                          topic (removed by retention, or not records)"
-                    ));
-                } else {
-                    seek(&polled.consumer, topic, partition, low)?;
-                    anchor.back = i64::MAX;
-                    continue;
+                    )),
                 }
             }
             anchor.confirmed = true;

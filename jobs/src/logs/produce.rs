@@ -119,7 +119,10 @@ pub async fn produce(
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", "20")
+        .set("compression.type", "lz4")
+        .set("batch.size", "4194304")
+        .set("batch.num.messages", "100000")
         .set("queue.buffering.max.messages", "1000000")
         .set("message.timeout.ms", "30000")
         .create()?;
