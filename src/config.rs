@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use rtmas_jobs::logs::consume::PipelineSettings;
+use rtmas_jobs::logs::PipelineSettings;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The whole configuration.

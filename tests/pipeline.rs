@@ -25,6 +25,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use rtmas_jobs::logs::compact::read_compacted;
 use rtmas_jobs::storage::{Storage, open_with};
 use rtmas_scheduler::state::RunState;
+use rtmas_scheduler::store::MetricRow;
 use support::kafka::Broker;
 use support::s3::S3Server;
 use support::{OutputText, PATIENCE, System, poll_until, wait_until};
@@ -96,6 +97,16 @@ impl Pipeline {
             self.consumed().await == count as i64
         })
         .await;
+    }
+
+    /// Every per-minute metric recorded.
+    async fn metrics(&self) -> Vec<MetricRow> {
+        let until = chrono::Utc::now() + chrono::TimeDelta::days(1);
+        self.system
+            .store
+            .log_metrics(chrono::DateTime::UNIX_EPOCH, until, None)
+            .await
+            .expect("metrics")
     }
 
     /// Triggers a compaction and waits for it to succeed.
@@ -330,15 +341,7 @@ async fn produced_lines_end_in_parquet_exactly_once() {
     assert_eq!(compacted_rows(&pipeline.storage()).await.len(), LINES);
 
     // Per-minute metrics count every line once.
-    let metrics = system
-        .store
-        .log_metrics(
-            chrono::DateTime::UNIX_EPOCH,
-            chrono::Utc::now() + chrono::TimeDelta::days(1),
-            None,
-        )
-        .await
-        .expect("metrics");
+    let metrics = pipeline.metrics().await;
     assert_eq!(metrics.iter().map(|m| m.total).sum::<i64>(), LINES as i64);
     let mut by_service: HashMap<&str, i64> = HashMap::new();
     for row in &rows {
@@ -413,16 +416,7 @@ async fn killed_workers_lose_and_duplicate_nothing() {
     let rows = compacted_rows(&pipeline.storage()).await;
     assert_exactly_once(&rows, &topic);
     assert_no_staged_objects_left(&pipeline).await;
-    let metrics = pipeline
-        .system
-        .store
-        .log_metrics(
-            chrono::DateTime::UNIX_EPOCH,
-            chrono::Utc::now() + chrono::TimeDelta::days(1),
-            None,
-        )
-        .await
-        .expect("metrics");
+    let metrics = pipeline.metrics().await;
     assert_eq!(metrics.iter().map(|m| m.total).sum::<i64>(), LINES as i64);
 }
 

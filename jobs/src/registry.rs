@@ -7,8 +7,9 @@ use futures::future::BoxFuture;
 use rtmas_scheduler::dag::KindCatalog;
 use rtmas_scheduler::store::Store;
 
+use crate::logs::PipelineSettings;
 use crate::logs::compact::Compact;
-use crate::logs::consume::{KafkaConsume, PipelineSettings};
+use crate::logs::consume::KafkaConsume;
 use crate::tasklog::TaskLog;
 
 /// Why a try failed.

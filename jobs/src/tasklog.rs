@@ -57,6 +57,13 @@ impl TaskLog {
         (TaskLog { tx }, TaskLogWriter { handle })
     }
 
+    /// A writer of RTMAS's own lines (stream `rtmas`) about the try, for
+    /// job kinds that report as they go.
+    pub fn notes(&self) -> impl Fn(String) + Send + Sync + use<> {
+        let log = self.clone();
+        move |line| log.line("rtmas", line)
+    }
+
     /// Writes a line of `stream` (`stdout`, `stderr`, `rtmas`).
     pub fn line(&self, stream: &str, line: impl Into<String>) {
         // The writer only stops after every TaskLog is dropped.

@@ -34,7 +34,7 @@ use parquet::file::properties::WriterProperties;
 use rtmas_scheduler::store::{OutputRow, Store};
 use serde::Deserialize;
 
-use super::consume::PipelineSettings;
+use super::PipelineSettings;
 use super::staging::{STAGED, StagedBatch, StagedLine};
 use crate::registry::{JobContext, JobError, JobKind};
 use crate::storage::{self, Storage};
@@ -97,8 +97,7 @@ impl JobKind for Compact {
     ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
         let settings = self.settings.clone();
         Box::pin(async move {
-            let log = ctx.log.clone();
-            let note = move |line: String| log.line("rtmas", line);
+            let note = ctx.log.notes();
             compact_once(&ctx.store, &settings, ctx.params, &note)
                 .await
                 .map(Some)

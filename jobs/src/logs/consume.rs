@@ -40,18 +40,9 @@ use rtmas_scheduler::store::{MinuteMetrics, NewBatch, QuarantinedMessage, Store}
 use serde::Deserialize;
 
 use super::staging::{StagedBatch, StagedLine};
-use super::{Level, Limits, Source, parse};
+use super::{Level, Limits, PipelineSettings, Source, parse};
 use crate::registry::{JobContext, JobError, JobKind};
 use crate::storage;
-
-/// Where the pipeline's kinds find Kafka and the object store.
-#[derive(Debug, Clone)]
-pub struct PipelineSettings {
-    /// `bootstrap.servers`, e.g. `kafka-1:9092,kafka-2:9092`.
-    pub kafka_brokers: String,
-    /// The object store URL, e.g. `s3://bucket/rtmas` or `file:///var/lib/rtmas`.
-    pub store_url: String,
-}
 
 fn default_topic() -> String {
     "logs".to_owned()
@@ -159,8 +150,7 @@ impl JobKind for KafkaConsume {
     ) -> BoxFuture<'static, Result<Option<serde_json::Value>, JobError>> {
         let settings = self.settings.clone();
         Box::pin(async move {
-            let log = ctx.log.clone();
-            let note = move |line: String| log.line("rtmas", line);
+            let note = ctx.log.notes();
             consume_once(&ctx.store, &settings, ctx.params, &note)
                 .await
                 .map(Some)

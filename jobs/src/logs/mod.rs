@@ -27,6 +27,15 @@ use serde::{Deserialize, Serialize};
 
 pub use parse::{Limits, Source, parse};
 
+/// Where the pipeline's kinds find Kafka and the object store.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// `bootstrap.servers`, e.g. `kafka-1:9092,kafka-2:9092`.
+    pub kafka_brokers: String,
+    /// The object store URL, e.g. `s3://bucket/rtmas` or `file:///var/lib/rtmas`.
+    pub store_url: String,
+}
+
 /// How severe a log record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,13 +1,10 @@
 //! Staged batches: the objects a consume writes before compaction, each
-//! named by topic, partition and the offsets it holds, so that, until
-//! compaction takes them, the object store itself says how far each
-//! partition has been consumed durably.
+//! named by topic, partition and the offsets it holds. The metadata store
+//! records which of them count (and how far each partition is consumed);
+//! listing the store finds those that were written but never recorded.
 //!
 //! Offsets are zero-padded to 20 digits, so the names of one partition sort
-//! by offset. A batch holds the records of offsets `first ..= last`; the
-//! next batch of that partition starts at `last + 1`.
-
-use std::collections::BTreeMap;
+//! by offset. A batch holds the records of offsets `first ..= last`.
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -72,19 +69,6 @@ impl StagedBatch {
     }
 }
 
-/// Where each partition's next batch starts: one past the highest offset
-/// any of `batches` holds.
-pub fn next_offsets(batches: &[StagedBatch]) -> BTreeMap<i32, i64> {
-    let mut next = BTreeMap::new();
-    for batch in batches {
-        let after = batch.last_offset.saturating_add(1);
-        next.entry(batch.partition)
-            .and_modify(|n: &mut i64| *n = (*n).max(after))
-            .or_insert(after);
-    }
-    next
-}
-
 /// The staged batches of `topic` in the store, by partition and offset.
 /// Objects with other names are not batches and are left out.
 ///
@@ -147,18 +131,6 @@ mod tests {
         ] {
             assert_eq!(StagedBatch::parse(foreign), None, "{foreign}");
         }
-    }
-
-    #[test]
-    fn the_next_batch_starts_after_the_highest_staged_offset() {
-        let next = next_offsets(&[
-            batch(0, 0, 99),
-            batch(0, 100, 149),
-            batch(1, 0, 9),
-            batch(0, 50, 120),
-        ]);
-        assert_eq!(next.into_iter().collect::<Vec<_>>(), [(0, 150), (1, 10)]);
-        assert!(next_offsets(&[]).is_empty());
     }
 
     #[tokio::test]
