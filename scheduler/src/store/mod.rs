@@ -1,20 +1,25 @@
 //! The metadata store: DAGs, DAG versions, runs, task instances, tries and
-//! task logs, on PostgreSQL or SQLite.
+//! task logs; the web UI's users, sessions, API tokens and alerts, and its
+//! history searches; on PostgreSQL or SQLite.
 //!
 //! Both backends run the same SQL text (bound parameters written `$1`, which
 //! both accept) through the [`on_pool!`] macro, and pass one shared test
 //! suite. Times are always bound from Rust, never taken from the database's
 //! clock, so a controllable clock drives both alike.
 
+mod alerts;
 mod backfills;
 mod dags;
+mod history;
 mod operations;
 mod pipeline;
 mod pools;
 mod runs;
 mod scheduled;
+mod search;
 mod task_instances;
 mod tries;
+mod users;
 mod workers;
 
 use std::str::FromStr;
@@ -29,10 +34,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 
+pub use alerts::{AlertFilter, AlertRow, NewAlert};
 pub use backfills::{
     BackfillProgress, BackfillRow, NewBackfill, PlannedAction, PlannedRun, Reprocess,
 };
 pub use dags::{DagRow, ImportErrorRow, SyncReport};
+pub use history::{HistoryRow, RunFilter, RunSummary, TaskInstanceFilter};
 pub use pipeline::{
     LEVELS, MetricRow, MinuteMetrics, NewBatch, OutputRow, QuarantinedMessage, QuarantinedRow,
     StagedBatchRow, new_sketch, output_name,
@@ -42,6 +49,7 @@ pub use runs::{NewRun, RunRow, RunType, TaskSpec};
 pub use scheduled::ScheduledDag;
 pub use task_instances::{ReadyTi, TaskInstanceRow};
 pub use tries::{Claim, LogLine, TryOutcome, TryRow};
+pub use users::{ApiTokenRow, Role, SessionRow, UnknownRole, UserRow};
 pub use workers::{OrphanedTry, WorkerRow};
 
 /// The announcement of a finished task: it wakes the scheduler to queue
@@ -77,6 +85,12 @@ pub enum StoreError {
     /// No run matches.
     #[error("run `{0}` not found")]
     RunNotFound(String),
+    /// A user with this name exists already.
+    #[error("user `{0}` exists already")]
+    UserExists(String),
+    /// No user has this name (or, for an API token, this key).
+    #[error("user `{0}` not found")]
+    UserNotFound(String),
     /// A stored value cannot be read back (a state name, a DAG definition).
     #[error("corrupt row: {0}")]
     Corrupt(String),

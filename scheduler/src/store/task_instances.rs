@@ -49,7 +49,7 @@ pub struct TaskInstanceRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct RawTi {
+pub(super) struct RawTi {
     id: i64,
     run_pk: i64,
     dag_id: String,
@@ -104,6 +104,7 @@ macro_rules! ti_columns {
      pool, pool_slots"
     };
 }
+pub(super) use ti_columns;
 
 /// One try as a worker recorded it.
 /// The columns a queued try resets; binds the queue time as `$3`.
