@@ -29,6 +29,21 @@ pub struct DagRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The source of one version of a DAG.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct DagSource {
+    /// The version's store key.
+    pub id: i64,
+    /// The DAG.
+    pub dag_id: String,
+    /// SHA-256 of the file's content, hex.
+    pub hash: String,
+    /// The file's text.
+    pub source: String,
+    /// When this version was first synced.
+    pub created_at: DateTime<Utc>,
+}
+
 /// A DAG file that could not be loaded.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct ImportErrorRow {
@@ -210,6 +225,21 @@ impl Store {
         });
         row.map(|(Json(dag),)| dag)
             .ok_or_else(|| StoreError::Corrupt(format!("DAG version {version_id} is missing")))
+    }
+
+    /// The YAML source of a stored version, as it was read from its file,
+    /// with the version's content hash and when it was first seen.
+    ///
+    /// Fails with [`StoreError::Corrupt`] when the version is missing.
+    pub async fn dag_source(&self, version_id: i64) -> Result<DagSource> {
+        let sql = "SELECT id, dag_id, hash, source, created_at FROM dag_version WHERE id = $1";
+        let row: Option<DagSource> = on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql)
+                .bind(version_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or_else(|| StoreError::Corrupt(format!("DAG version {version_id} is missing")))
     }
 
     /// Files of the DAG folder that failed to load, as of the last sync.

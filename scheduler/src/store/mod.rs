@@ -38,7 +38,7 @@ pub use alerts::{AlertFilter, AlertRow, NewAlert};
 pub use backfills::{
     BackfillProgress, BackfillRow, NewBackfill, PlannedAction, PlannedRun, Reprocess,
 };
-pub use dags::{DagRow, ImportErrorRow, SyncReport};
+pub use dags::{DagRow, DagSource, ImportErrorRow, SyncReport};
 pub use history::{HistoryRow, RunFilter, RunSummary, TaskInstanceFilter};
 pub use pipeline::{
     LEVELS, MetricRow, MinuteMetrics, NewBatch, OutputRow, QuarantinedMessage, QuarantinedRow,
@@ -48,7 +48,7 @@ pub use pools::PoolRow;
 pub use runs::{NewRun, RunRow, RunType, TaskSpec};
 pub use scheduled::ScheduledDag;
 pub use task_instances::{ReadyTi, TaskInstanceRow};
-pub use tries::{Claim, LogLine, TryOutcome, TryRow};
+pub use tries::{Claim, KeyedLogLine, LogLine, TryOutcome, TryRow};
 pub use users::{ApiTokenRow, Role, SessionRow, UnknownRole, UserRow};
 pub use workers::{OrphanedTry, WorkerRow};
 

@@ -323,6 +323,21 @@ impl Store {
         }))
     }
 
+    /// The runs of a backfill, in logical-date order.
+    pub async fn backfill_runs(&self, backfill_id: i64) -> Result<Vec<RunRow>> {
+        let sql: &str = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM dag_run WHERE backfill_id = $1 ORDER BY logical_date, id"
+        );
+        convert(on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql)
+                .bind(backfill_id)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
     /// Runs in a state, oldest first.
     pub async fn runs_in_state(&self, state: RunState) -> Result<Vec<RunRow>> {
         let sql: &str = concat!(

@@ -108,6 +108,19 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// A log line with its key, which orders the lines of a try.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct KeyedLogLine {
+    /// The line's key; later lines have greater keys.
+    pub id: i64,
+    /// When the line was read.
+    pub ts: DateTime<Utc>,
+    /// `stdout`, `stderr` or `rtmas`.
+    pub stream: String,
+    /// The text.
+    pub line: String,
+}
+
 /// Moves a queued try to running; binds: ti id, try number, hostname,
 /// worker, start date.
 macro_rules! claim_update {
@@ -485,6 +498,29 @@ impl Store {
             tx.commit().await?;
             Ok(())
         })
+    }
+
+    /// Up to `limit` lines of a try's log written after the line with key
+    /// `after` (0 for the first), each with its key: the next page of a
+    /// log that is being tailed.
+    pub async fn task_log_after(
+        &self,
+        ti_id: i64,
+        try_number: i32,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<KeyedLogLine>> {
+        let sql = "SELECT id, ts, stream, line FROM task_log \
+                   WHERE ti_id = $1 AND try_number = $2 AND id > $3 ORDER BY id LIMIT $4";
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_as(sql)
+                .bind(ti_id)
+                .bind(try_number)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }))
     }
 
     /// The log of a try, in the order it was written.
