@@ -30,6 +30,8 @@ pub struct Config {
     pub scheduler: SchedulerSection,
     /// Worker settings.
     pub worker: WorkerSection,
+    /// Web server settings.
+    pub web: WebSection,
 }
 
 /// How log lines are written.
@@ -56,6 +58,30 @@ pub struct SchedulerSection {
     /// are failed (and retried when tries are left).
     #[serde(with = "human_duration")]
     pub worker_timeout: Duration,
+}
+
+/// `[web]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSection {
+    /// Address the UI and API listen on, e.g. `0.0.0.0:8080`.
+    pub listen: String,
+    /// Mark session cookies `Secure`; set it when the UI is served over
+    /// HTTPS (directly or behind a proxy).
+    pub secure_cookies: bool,
+    /// How long a sign-in lasts, e.g. `12h`.
+    #[serde(with = "human_duration")]
+    pub session_ttl: Duration,
+}
+
+impl Default for WebSection {
+    fn default() -> Self {
+        WebSection {
+            listen: "127.0.0.1:8080".to_owned(),
+            secure_cookies: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// `[worker]` settings.
@@ -85,6 +111,7 @@ impl Default for Config {
             store_url: None,
             scheduler: SchedulerSection::default(),
             worker: WorkerSection::default(),
+            web: WebSection::default(),
         }
     }
 }
@@ -162,6 +189,14 @@ impl Config {
             kafka_brokers: self.kafka_brokers.clone(),
             store_url,
         })
+    }
+
+    /// The web server's settings.
+    pub fn web_config(&self) -> rtmas_web::WebConfig {
+        rtmas_web::WebConfig {
+            secure_cookies: self.web.secure_cookies,
+            session_ttl: self.web.session_ttl,
+        }
     }
 
     /// The database URL, or an error that says how to set one.

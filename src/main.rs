@@ -10,10 +10,12 @@ mod operations;
 mod produce;
 mod services;
 mod standalone;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -52,6 +54,17 @@ enum Command {
         /// Worker name [default: HOST-PID].
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Run the web UI and JSON API.
+    Web {
+        /// Address to listen on [default: from config, 127.0.0.1:8080].
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Users of the web UI and API, their roles and API tokens.
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
     },
     /// Run the whole system in one process on a SQLite file.
     Standalone {
@@ -160,6 +173,19 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
     match command {
         Command::Scheduler => cli::scheduler(&config).await?,
         Command::Worker { concurrency, name } => cli::worker(&config, concurrency, name).await?,
+        Command::Web { listen } => {
+            let mut config = config;
+            if let Some(listen) = listen {
+                config.web.listen = listen;
+            }
+            let store = cli::connect(&config).await?;
+            let listener = users::bind(&config).await?;
+            let state = rtmas_web::AppState::new(store, config.web_config())?;
+            rtmas_web::serve(listener, state, cli::shutdown_signal())
+                .await
+                .context("web server failed")?;
+        }
+        Command::Users { command } => return users::command(&config, command).await,
         Command::Standalone { data_dir } => standalone::run(config, &data_dir).await?,
         Command::Db {
             command: DbCommand::Migrate,

@@ -1,4 +1,4 @@
-//! Long-running parts (scheduler, workers, later the web server) run as
+//! Long-running parts (scheduler, workers, the web server) run as
 //! tasks of one process, stopped together.
 
 use std::future::Future;
@@ -46,6 +46,18 @@ impl Services {
             "worker",
             tokio::spawn(async move {
                 run_worker(store, registry, config, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }),
+        ));
+    }
+
+    pub fn spawn_web(&mut self, listener: tokio::net::TcpListener, state: rtmas_web::AppState) {
+        let stop = self.stopped();
+        self.tasks.push((
+            "web server",
+            tokio::spawn(async move {
+                rtmas_web::serve(listener, state, stop)
                     .await
                     .map_err(anyhow::Error::from)
             }),

@@ -1,5 +1,5 @@
-//! `rtmas standalone`: scheduler and worker in one process on a SQLite file,
-//! for a first look and for development.
+//! `rtmas standalone`: scheduler, worker and web server in one process on a
+//! SQLite file, for a first look and for development.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +13,8 @@ use crate::cli::{connect, scheduler_config, shutdown_signal, worker_config};
 use crate::config::Config;
 use crate::services::Services;
 
-/// Runs scheduler and worker together until SIGTERM or Ctrl-C.
+/// Runs scheduler, worker and web server together until SIGTERM or Ctrl-C.
+/// On first start it creates an admin user and prints its password.
 pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("failed to create data folder {}", data_dir.display()))?;
@@ -29,6 +30,8 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
         config.store_url = Some(url.to_string());
     }
     let store = connect(&config).await?;
+    crate::users::ensure_first_admin(&store).await?;
+    let listener = crate::users::bind(&config).await?;
     tracing::info!(database = %db.display(), dags_dir = %config.dags_dir.display(), "standalone started");
 
     let mut services = Services::new();
@@ -38,6 +41,10 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         scheduler_config(&config),
     ));
+    services.spawn_web(
+        listener,
+        rtmas_web::AppState::new(store.clone(), config.web_config())?,
+    );
     services.spawn_worker(
         store,
         Registry::standard(&config.pipeline()?),
