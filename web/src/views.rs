@@ -74,6 +74,26 @@ pub async fn dag_summaries(store: &Store, now: DateTime<Utc>) -> Result<Vec<DagS
     Ok(out)
 }
 
+/// When the next scheduled run of one DAG will be created (the end of its
+/// data interval); `None` for manual-only DAGs.
+///
+/// Fails when the store does.
+pub async fn next_run_at(
+    store: &Store,
+    dag: &DagRow,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, WebError> {
+    let last = store
+        .scheduled_dags()
+        .await?
+        .into_iter()
+        .find(|s| s.dag_id == dag.dag_id)
+        .and_then(|s| s.last_scheduled());
+    Ok(next_run(store, dag, last.as_ref(), now)
+        .await?
+        .map(|i| i.end))
+}
+
 /// The interval of the DAG's next scheduled run, as the scheduler will
 /// choose it.
 async fn next_run(

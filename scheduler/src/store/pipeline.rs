@@ -670,6 +670,17 @@ impl super::Store {
         Ok(n)
     }
 
+    /// The services with metrics since `since`, sorted: the choices of the
+    /// metrics page's service filter.
+    pub async fn metric_services(&self, since: DateTime<Utc>) -> Result<Vec<String>> {
+        let sql = "SELECT DISTINCT service FROM log_metric WHERE minute >= $1 ORDER BY service";
+        let rows: Vec<(String,)> = on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(since)
+            .fetch_all(pool)
+            .await?);
+        Ok(rows.into_iter().map(|(service,)| service).collect())
+    }
+
     /// Per-minute metrics from `from` (inclusive) to `to` (exclusive), by
     /// minute and service; only `service`'s when given.
     pub async fn log_metrics(

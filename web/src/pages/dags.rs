@@ -89,10 +89,7 @@ pub async fn show(
         ])
         .unwrap_or_default()
     });
-    let summary = dag_summaries(store, Utc::now())
-        .await?
-        .into_iter()
-        .find(|d| d.dag_id == dag_id);
+    let next_run_at = views::next_run_at(store, &row, Utc::now()).await?;
     state.templates().render(
         "dag",
         &page(
@@ -102,7 +99,7 @@ pub async fn show(
             json!({
                 "dag": row,
                 "definition": dag,
-                "summary": summary,
+                "next_run_at": next_run_at,
                 "grid": grid,
                 "graph": graph,
                 "runs": listed,

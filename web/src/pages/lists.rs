@@ -196,19 +196,10 @@ pub async fn metrics(
     let hours = query.hours.unwrap_or(6).clamp(1, 24 * 7);
     let now = Utc::now();
     let from = now - TimeDelta::hours(hours);
-    let mut services: Vec<String> = state
+    let services = state
         .store()
-        .log_metrics(
-            now - TimeDelta::hours(24 * 7),
-            now + TimeDelta::minutes(1),
-            None,
-        )
-        .await?
-        .into_iter()
-        .map(|m| m.service)
-        .collect();
-    services.sort();
-    services.dedup();
+        .metric_services(now - TimeDelta::hours(24 * 7))
+        .await?;
     let service = non_empty(&query.service);
     let mut url_query = vec![
         ("from", from.to_rfc3339()),

@@ -18,8 +18,7 @@ use crate::auth::{CurrentUser, FormPost};
 use crate::views;
 use crate::{AppState, WebError};
 
-/// Log lines a task page shows at first; the rest is fetched as it
-/// scrolls in.
+/// Log lines a task page shows at first; its script fetches the rest.
 pub const LOG_PAGE: i64 = 5000;
 
 /// `GET /runs/{run_pk}`.
@@ -83,7 +82,8 @@ pub async fn task(
         )));
     }
     let lines = store.task_log_after(ti.id, shown, 0, LOG_PAGE).await?;
-    let live = current.is_some_and(|t| t.state == "running");
+    // A running try is tailed; so is a long log, until its last line.
+    let live = current.is_some_and(|t| t.state == "running") || lines.len() as i64 == LOG_PAGE;
     state.templates().render(
         "task",
         &page(
