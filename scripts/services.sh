@@ -68,3 +68,37 @@ drop_test_databases() {
     done
     log "dropped $n test database(s) left by earlier runs"
 }
+
+# Debian's Chromium, which the browser tests drive headless through
+# playwright-core (Playwright's own browser downloads are not reachable from
+# these machines, so the tests launch /usr/bin/chromium).
+ensure_chromium() {
+    if [ -x /usr/bin/chromium ]; then
+        return
+    fi
+    log "installing Chromium (Debian package)"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; then
+        # A machine that has never fetched the package lists has none to
+        # install from.
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    fi
+    if [ ! -x /usr/bin/chromium ]; then
+        log "Chromium was installed but /usr/bin/chromium is missing"
+        return 1
+    fi
+}
+
+# The browser tests' Node packages (playwright-core), exactly as locked in
+# tests/browser/package-lock.json.
+ensure_browser_tests() {
+    if [ -d tests/browser/node_modules/playwright-core ]; then
+        return
+    fi
+    if ! command -v npm >/dev/null; then
+        log "npm is missing: the browser tests need Node.js 18 or later and npm"
+        return 1
+    fi
+    log "installing the browser tests' Node packages (npm ci)"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+}

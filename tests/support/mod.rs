@@ -1,11 +1,13 @@
 //! Running `rtmas` processes for end-to-end tests: a scheduler and two
 //! workers on a fresh database, stopped when the test ends. Their output is
-//! kept under `target/test-artifacts/` for post-mortems.
+//! kept under `target/test-artifacts/` for post-mortems. `web` runs
+//! `rtmas standalone` with its web UI for the browser tests.
 
 #![allow(dead_code)]
 
 pub mod kafka;
 pub mod s3;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -315,6 +317,14 @@ async fn connect(url: &str) -> Store {
     let store = Store::connect(url).await.expect("connect to test database");
     store.migrate().await.expect("migrate test database");
     store
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Where test processes' logs are kept.
