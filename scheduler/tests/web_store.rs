@@ -295,6 +295,16 @@ async fn an_api_token_finds_its_user_and_records_its_use(store: Store) {
     let tokens = store.list_api_tokens(alice.id).await.expect("list");
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0].last_used_at, Some(hours(1)));
+    // Uses are recorded to the minute.
+    store
+        .user_by_api_token("tok-hash", hours(1) + Duration::seconds(30))
+        .await
+        .expect("lookup")
+        .expect("alice's token");
+    assert_eq!(
+        store.list_api_tokens(alice.id).await.expect("list")[0].last_used_at,
+        Some(hours(1))
+    );
     assert!(
         store
             .list_api_tokens(bob.id)

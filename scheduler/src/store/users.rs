@@ -393,7 +393,9 @@ impl Store {
     }
 
     /// The user an API token acts as, recording that the token was used at
-    /// `now`; `None` when the token is unknown or its user is disabled.
+    /// `now` (to the minute: a later use within a minute of the recorded
+    /// one is not written); `None` when the token is unknown or its user is
+    /// disabled.
     pub async fn user_by_api_token(
         &self,
         token_hash: &str,
@@ -411,10 +413,13 @@ impl Store {
             return Ok(None);
         };
 
-        let used = "UPDATE api_token SET last_used_at = $2 WHERE token_hash = $1";
+        // To the minute: a token used many times a second writes once.
+        let used = "UPDATE api_token SET last_used_at = $2 WHERE token_hash = $1 \
+                    AND (last_used_at IS NULL OR last_used_at < $3)";
         on_pool!(&self.pool, |pool| sqlx::query(used)
             .bind(token_hash)
             .bind(now)
+            .bind(now - chrono::TimeDelta::minutes(1))
             .execute(pool)
             .await?
             .rows_affected());

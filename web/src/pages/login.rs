@@ -139,10 +139,12 @@ pub async fn submit(
     let now = Utc::now();
     let ttl = state.config().session_ttl;
     let expires = now + chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::hours(12));
-    state
-        .store()
+    let store = state.store();
+    store
         .create_session(&secret_hash(&secret), user.id, &new_secret(), now, expires)
         .await?;
+    // Sign-ins are rare enough to sweep expired sessions as they happen.
+    store.delete_expired_sessions(now).await?;
     tracing::info!(username = %user.username, "signed in");
     let jar = jar
         .remove(Cookie::build(LOGIN_COOKIE).path("/"))
