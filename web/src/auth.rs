@@ -125,15 +125,16 @@ impl CurrentUser {
     }
 }
 
-impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = WebError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
-        if let Some(cached) = parts.extensions.get::<CurrentUser>() {
-            return Ok(cached.clone());
-        }
+impl CurrentUser {
+    /// The user the request's token or session cookie names, if any.
+    ///
+    /// Fails on a malformed `Authorization` header, or when the store does.
+    pub async fn from_headers(
+        headers: &HeaderMap,
+        state: &AppState,
+    ) -> Result<Option<CurrentUser>, WebError> {
         let now = Utc::now();
-        let found = if let Some(token) = bearer_token(&parts.headers)? {
+        Ok(if let Some(token) = bearer_token(headers)? {
             state
                 .store()
                 .user_by_api_token(&secret_hash(token), now)
@@ -143,7 +144,7 @@ impl FromRequestParts<AppState> for CurrentUser {
                     credential: Credential::Token,
                 })
         } else {
-            let jar = CookieJar::from_headers(&parts.headers);
+            let jar = CookieJar::from_headers(headers);
             match jar.get(SESSION_COOKIE) {
                 Some(cookie) => state
                     .store()
@@ -157,8 +158,20 @@ impl FromRequestParts<AppState> for CurrentUser {
                     }),
                 None => None,
             }
-        };
-        let user = found.ok_or(WebError::Unauthorized)?;
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        if let Some(cached) = parts.extensions.get::<CurrentUser>() {
+            return Ok(cached.clone());
+        }
+        let user = CurrentUser::from_headers(&parts.headers, state)
+            .await?
+            .ok_or(WebError::Unauthorized)?;
         parts.extensions.insert(user.clone());
         Ok(user)
     }

@@ -95,6 +95,7 @@ pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next
             .unwrap_or_else(|| "/".to_owned()),
         _ => "/dags".to_owned(),
     };
+    let headers = req.headers().clone();
     let response = next.run(req).await;
     let Some(error) = response.extensions().get::<ErrorPage>().cloned() else {
         return response;
@@ -103,13 +104,14 @@ pub async fn error_pages(State(state): State<AppState>, req: Request, next: Next
         let query = serde_urlencoded::to_string([("next", back_to.as_str())]).unwrap_or_default();
         return Redirect::to(&format!("/login?{query}")).into_response();
     }
-    let data = json!({
-        "title": error.status.canonical_reason().unwrap_or("Error"),
-        "nav": "",
-        "user": Value::Null,
-        "csrf": "",
-        "page": {"status": error.status.as_u16(), "message": error.message},
-    });
+    // The page keeps its navigation for whoever is signed in; a failing
+    // store leaves it out.
+    let title = error.status.canonical_reason().unwrap_or("Error");
+    let body = json!({"status": error.status.as_u16(), "message": error.message});
+    let data = match CurrentUser::from_headers(&headers, &state).await {
+        Ok(Some(user)) => page(&user, title, "", body),
+        _ => json!({"title": title, "nav": "", "user": Value::Null, "csrf": "", "page": body}),
+    };
     match state.templates().render("error", &data) {
         Ok(html) => (error.status, html).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
