@@ -69,6 +69,49 @@ fn dag_folder() -> tempfile::TempDir {
     dir
 }
 
+/// An hour of per-minute metrics of two services, as the log pipeline
+/// records them, for the metrics page to chart.
+async fn record_metrics(store: &rtmas_scheduler::store::Store) {
+    use rtmas_scheduler::store::{MinuteMetrics, NewBatch, new_sketch};
+    let now = chrono::Utc::now();
+    let hour_ago = now - chrono::TimeDelta::hours(1);
+    let mut metrics = Vec::new();
+    for minute in 0..60 {
+        let at = hour_ago + chrono::TimeDelta::minutes(minute);
+        let at = at - chrono::TimeDelta::seconds(i64::from(chrono::Timelike::second(&at)));
+        for (service, errors) in [("api", minute % 7), ("checkout", 1)] {
+            let mut m = MinuteMetrics::new(at, service.to_owned());
+            m.levels[2] = 100 + minute;
+            m.levels[4] = errors;
+            let mut sketch = new_sketch();
+            for ms in 1..=50 {
+                sketch.add(f64::from(ms as u32) * 2.0);
+            }
+            m.latency = sketch;
+            metrics.push(m);
+        }
+    }
+    let batch = NewBatch {
+        topic: "logs".to_owned(),
+        partition: 0,
+        first_offset: 0,
+        last_offset: 0,
+        object: None,
+        records: 0,
+        bytes: 0,
+        hours: Vec::new(),
+        quarantined: Vec::new(),
+        metrics,
+    };
+    assert!(
+        store
+            .record_batch(&batch, now)
+            .await
+            .expect("record metrics"),
+        "the metrics are recorded"
+    );
+}
+
 #[tokio::test]
 async fn web_ui_scenarios_pass_in_headless_chromium() {
     require_tools().await;
@@ -80,6 +123,7 @@ async fn web_ui_scenarios_pass_in_headless_chromium() {
     for dag_id in ["ui_params", "ui_daily", "ui_xss"] {
         system.wait_for_dag(dag_id).await;
     }
+    record_metrics(&system.store).await;
 
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots/browser");
     // Screenshots of an earlier run, a FAILED-… one above all, would mislead.

@@ -205,7 +205,7 @@ test("a DAG triggered with a param runs, fills its grid with successes and keeps
     const shownState = await page.getAttribute(`a.run-head[href="/runs/${runPk}"]`, "data-run-state");
     if (!["success", "failed"].includes(shownState)) {
       assert.ok(
-        await page.locator("#grid[data-refresh]").count(),
+        await page.locator("#dag-live[data-refresh] #grid").count(),
         `the grid shows run ${runPk} ${shownState}, so it should refresh itself (data-refresh)`,
       );
     }
@@ -410,4 +410,43 @@ test("markup in a DAG description and in a task's log is shown as text", () =>
       "the task log should show the whole line the task printed, unchanged",
     );
     await shot("task-log");
+  }));
+
+test("the log metrics page draws its three charts with the vendored Chart.js", () =>
+  scenario("metrics", async (page, shot) => {
+    await signIn(page, "admin", ADMIN_PASSWORD);
+    await page.goto(`${BASE}/metrics?hours=24`);
+    await waitInPage(
+      page,
+      "the metrics page to draw its charts",
+      () => document.getElementById("metrics")?.dataset.drawn === "true",
+      undefined,
+      STEP_MS,
+    );
+    assert.equal(await page.evaluate(() => typeof window.Chart), "function", "Chart.js is loaded");
+    const drawn = await page.evaluate(() =>
+      ["chart-volume", "chart-errors", "chart-latency"].map((id) => Boolean(window.Chart.getChart(id))),
+    );
+    assert.deepEqual(drawn, [true, true, true], "each canvas holds a chart");
+    const services = await page.evaluate(() =>
+      window.Chart.getChart("chart-volume").data.datasets.map((d) => [d.label, d.data.length]),
+    );
+    assert.deepEqual(services, [["api", 60], ["checkout", 60]], "an hour of two services' volume");
+    await shot("charts");
+  }));
+
+test("pages fit a phone's width and a narrow laptop's without sideways scrolling", () =>
+  scenario("narrow", async (page, shot) => {
+    await signIn(page, "admin", ADMIN_PASSWORD);
+    for (const [width, height] of [[390, 844], [1024, 768]]) {
+      await page.setViewportSize({ width, height });
+      for (const where of ["/dags", "/history", "/alerts", "/dags/ui_params/trigger"]) {
+        await page.goto(`${BASE}${where}`);
+        const overflow = await page.evaluate(
+          () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+        );
+        assert.ok(overflow <= 1, `${where} at ${width}px is ${overflow}px wider than the window`);
+        await shot(`${width}px${where.replaceAll("/", "-")}`);
+      }
+    }
   }));

@@ -8,7 +8,7 @@ function timeLabel(ms) {
   return new Date(ms).toISOString().slice(11, 16);
 }
 
-function lineChart(canvas, datasets, yTitle) {
+function lineChart(canvas, datasets, yTitle, range) {
   return new Chart(canvas, {
     type: "line",
     data: { datasets },
@@ -19,7 +19,7 @@ function lineChart(canvas, datasets, yTitle) {
       interaction: { mode: "nearest", intersect: false },
       elements: { point: { radius: 0 }, line: { borderWidth: 1.6, tension: 0.2 } },
       scales: {
-        x: { type: "linear", ticks: { callback: timeLabel, maxTicksLimit: 12 } },
+        x: { type: "linear", min: range.from, max: range.to, ticks: { callback: timeLabel, maxTicksLimit: 12 } },
         y: { beginAtZero: true, title: { display: true, text: yTitle } },
       },
       plugins: {
@@ -52,16 +52,17 @@ document.addEventListener("DOMContentLoaded", async () => {
     const rows = (await response.json()).metrics;
     status.textContent = rows.length ? `${rows.length} service-minutes` : "No metrics in this range: the log pipeline records them as it consumes.";
     const services = new Set(rows.map((r) => r.service));
-    lineChart(document.getElementById("chart-volume"), series(rows, (r) => r.total), "lines / min");
+    const range = { from: Number(root.dataset.from), to: Number(root.dataset.to) };
+    lineChart(document.getElementById("chart-volume"), series(rows, (r) => r.total), "lines / min", range);
     lineChart(document.getElementById("chart-errors"),
-      series(rows, (r) => r.total ? 100 * (r.error_count + r.fatal_count) / r.total : 0), "% of lines");
+      series(rows, (r) => r.total ? 100 * (r.error_count + r.fatal_count) / r.total : 0), "% of lines", range);
     const latency = services.size === 1
       ? [["p50", (r) => r.latency_p50], ["p95", (r) => r.latency_p95], ["p99", (r) => r.latency_p99]].map(([name, f], i) => {
           const [one] = series(rows, f);
           return { ...(one || { data: [] }), label: name, borderColor: PALETTE[i], backgroundColor: PALETTE[i] };
         })
       : series(rows, (r) => r.latency_p99);
-    lineChart(document.getElementById("chart-latency"), latency, "ms");
+    lineChart(document.getElementById("chart-latency"), latency, "ms", range);
     root.dataset.drawn = "true";
   } catch (err) {
     status.textContent = `Could not load the metrics: ${err.message}`;

@@ -219,7 +219,8 @@ pub async fn metrics(
             "Log metrics",
             "metrics",
             json!({"services": services, "service": service, "hours": hours,
-                   "ranges": [1, 6, 24, 168], "data_url": data_url}),
+                   "ranges": [1, 6, 24, 168], "data_url": data_url,
+                   "from_ms": from.timestamp_millis(), "to_ms": now.timestamp_millis()}),
         ),
     )
 }
