@@ -16,6 +16,11 @@ pub struct Path<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(WebError))]
 pub struct Query<T>(pub T);
 
+/// A form body.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Form), rejection(WebError))]
+pub struct Form<T>(pub T);
+
 /// A JSON body.
 #[derive(Debug, FromRequest)]
 #[from_request(via(axum::Json), rejection(WebError))]

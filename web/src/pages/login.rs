@@ -2,10 +2,9 @@
 //! token is a random value set both in a short-lived cookie and in the
 //! form; a post whose two copies differ did not come from the form.
 
-use axum::Form;
 use axum::extract::State;
 
-use crate::extract::Query;
+use crate::extract::{Form, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
