@@ -14,6 +14,10 @@ use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use rtmas_scheduler::store::{NewBackfill, NewRun, Reprocess, RunRow, Store};
 use serde_json::json;
 
+// Declared here, beside the command it serves, rather than in main.rs.
+#[path = "web_bench.rs"]
+mod web_bench;
+
 use crate::cli::connect;
 use crate::config::Config;
 use crate::services::Services;
@@ -75,6 +79,39 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// The web UI's heaviest pages: a DAG's page, run pages and job-history
+    /// searches, timed in-process (request in, whole body out) with p50,
+    /// p95, p99 and max. Creates a PostgreSQL database of its own, seeds it
+    /// with runs and task instances, and drops it afterwards.
+    Web {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The server's admin database: the bench creates and drops its
+        /// own database there.
+        #[arg(
+            long,
+            env = "RTMAS_BENCH_DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        admin_url: String,
+        /// DAGs of ten tasks to spread the runs over.
+        #[arg(long, default_value_t = 5)]
+        dags: usize,
+        /// Runs to seed (at least 5,000 per DAG), with a task instance per
+        /// task.
+        #[arg(long, default_value_t = 100_000)]
+        runs: i64,
+        /// Timed requests of each page.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Untimed requests of each page first.
+        #[arg(long, default_value_t = 20)]
+        warmup: usize,
+        /// Keep the database afterwards (its URL is printed).
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
@@ -116,6 +153,30 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<()> {
             let figures =
                 crate::ingest_bench::ingest_bench(config, lines.max(1), repeats.max(1)).await?;
             print_figures(&figures, json)?;
+        }
+        BenchCommand::Web {
+            json,
+            admin_url,
+            dags,
+            runs,
+            requests,
+            warmup,
+            keep,
+        } => {
+            let options = web_bench::WebBenchOptions {
+                admin_url,
+                dags: dags.max(1),
+                runs,
+                requests: requests.max(1),
+                warmup,
+                keep,
+            };
+            let figures = web_bench::web_bench(&options).await?;
+            if json {
+                println!("{figures}");
+            } else {
+                print!("{}", web_bench::table(&figures));
+            }
         }
     }
     Ok(())
