@@ -65,7 +65,7 @@ CREATE INDEX task_instance_dag_id ON task_instance (dag_id, id);
 CREATE INDEX task_instance_state_id ON task_instance (state, id);
 CREATE INDEX task_instance_kind_id ON task_instance (kind, id);
 CREATE INDEX task_instance_worker_id ON task_instance (worker, id);
-CREATE INDEX task_instance_start ON task_instance (start_date);
+CREATE INDEX task_instance_start ON task_instance (start_date, id);
 
 -- A DAG's runs filtered by type (by state uses dag_run_dag_state).
 CREATE INDEX dag_run_dag_type ON dag_run (dag_id, run_type, logical_date);

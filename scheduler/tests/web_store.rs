@@ -457,14 +457,21 @@ async fn history_filters_combine_and_pages_do_not_overlap(store: Store) {
             .map(|(ti, _)| ti.id)
             .collect();
         assert_eq!(expected.len(), size, "the fixture for {filter:?}");
+        // A window is listed newest start first, then newest key.
+        let mut expected = expected;
+        if filter.is_windowed() {
+            let start = |id: i64| all.iter().find(|(ti, _)| ti.id == id).unwrap().0.start_date;
+            expected.sort_by_key(|id| std::cmp::Reverse((start(*id), *id)));
+        }
 
         // Pages of 2 until a short page: each row exactly once, in order.
         let mut paged = Vec::new();
-        let mut before_id = None;
+        let (mut before_id, mut before_start) = (None, None);
         loop {
             let page = store
                 .search_task_instances(&TaskInstanceFilter {
                     before_id,
+                    before_start,
                     limit: 2,
                     ..filter.clone()
                 })
@@ -472,7 +479,10 @@ async fn history_filters_combine_and_pages_do_not_overlap(store: Store) {
                 .expect("search");
             paged.extend(page.iter().map(|row| row.ti.id));
             match page.last() {
-                Some(last) if page.len() == 2 => before_id = Some(last.ti.id),
+                Some(last) if page.len() == 2 => {
+                    before_id = Some(last.ti.id);
+                    before_start = last.ti.start_date;
+                }
                 _ => break,
             }
         }

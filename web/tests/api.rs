@@ -542,3 +542,54 @@ async fn the_openapi_document_describes_every_api_route() {
         "every documented operation is tested above"
     );
 }
+
+#[tokio::test]
+async fn history_pages_follow_their_cursor_with_and_without_a_window() {
+    let app = TestApp::new().await;
+    app.fixture().await;
+    let token = app.token(Role::Viewer).await;
+    for filter in ["kind=noop", "kind=noop&from=2020-01-01&to=2999-01-01"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/task-instances?{filter}&limit=1");
+            if let Some(c) = &cursor {
+                let query = serde_urlencoded::to_string([("before", c.as_str())]).unwrap();
+                path = format!("{path}&{query}");
+            }
+            let page = app.api(Method::GET, &path, None, Auth::Token(&token)).await;
+            assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+            let page = page.json();
+            for ti in page["task_instances"].as_array().unwrap() {
+                seen.push(ti["task_id"].as_str().unwrap().to_owned());
+            }
+            match page["next"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+            assert!(seen.len() <= 3, "{filter}: the pages end");
+        }
+        let expected: &[&str] = if filter.contains("from") {
+            // A window holds the task instances that started, newest first.
+            &["load", "extract"]
+        } else {
+            &["report", "load", "extract"]
+        };
+        assert_eq!(seen, expected, "{filter}");
+    }
+    let bad = app
+        .api(
+            Method::GET,
+            "/api/v1/task-instances?before=soon",
+            None,
+            Auth::Token(&token),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("history cursor")
+    );
+}

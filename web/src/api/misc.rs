@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{ApiWriter, CurrentUser, new_secret, secret_hash};
 use crate::extract::{Json, Path, Query};
 use crate::forms::parse_when;
-use crate::pages::{AlertsQuery, HistoryQuery};
+use crate::pages::{AlertsQuery, HistoryQuery, history_cursor};
 use crate::{AppState, WebError};
 
 #[derive(Deserialize, IntoParams)]
@@ -26,10 +26,11 @@ pub struct HistoryPage {
     #[schema(value_type = Vec<Object>)]
     task_instances: Vec<HistoryRow>,
     /// Pass as `before` for the next page; absent on the last.
-    next_before: Option<i64>,
+    next: Option<String>,
 }
 
-/// Task instances across DAGs, newest first, filtered and paged.
+/// Task instances across DAGs, newest first (newest start first with a
+/// `from`/`to` window), filtered and paged.
 #[utoipa::path(get, path = "/api/v1/task-instances", tag = "history",
     params(HistoryQuery, PageSize),
     responses((status = 200, body = HistoryPage), (status = 400, description = "bad filter")))]
@@ -40,16 +41,15 @@ pub async fn history(
     Query(size): Query<PageSize>,
 ) -> Result<axum::Json<HistoryPage>, WebError> {
     let limit = size.limit.unwrap_or(50).clamp(1, 500);
-    let rows = state
-        .store()
-        .search_task_instances(&query.filter(limit)?)
-        .await?;
-    let next_before = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.ti.id))
-        .flatten();
+    let filter = query.filter(limit)?;
+    let rows = state.store().search_task_instances(&filter).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last())
+        .flatten()
+        .map(|row| history_cursor(&filter, row));
     Ok(axum::Json(HistoryPage {
         task_instances: rows,
-        next_before,
+        next,
     }))
 }
 

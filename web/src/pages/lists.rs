@@ -2,8 +2,8 @@
 
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::{TimeDelta, Utc};
-use rtmas_scheduler::store::{AlertFilter, Role, TaskInstanceFilter};
+use chrono::{DateTime, TimeDelta, Utc};
+use rtmas_scheduler::store::{AlertFilter, HistoryRow, Role, TaskInstanceFilter};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,9 +38,33 @@ pub struct HistoryQuery {
     /// Started before this time.
     #[serde(default)]
     pub to: Option<String>,
-    /// Keyset cursor: only task instances with a smaller key.
+    /// The cursor of the previous page's `next`: the last row's key, or,
+    /// with a start time window, its start time and key (`<RFC 3339>,<key>`).
     #[serde(default)]
-    pub before: Option<i64>,
+    pub before: Option<String>,
+}
+
+/// The cursor after `row` in a search by `filter`.
+pub fn history_cursor(filter: &TaskInstanceFilter, row: &HistoryRow) -> String {
+    match row.ti.start_date {
+        Some(start) if filter.is_windowed() => format!("{},{}", start.to_rfc3339(), row.ti.id),
+        _ => row.ti.id.to_string(),
+    }
+}
+
+/// The key and start time of a history cursor.
+fn parse_cursor(cursor: &str) -> Result<(i64, Option<DateTime<Utc>>), WebError> {
+    let bad = || WebError::BadRequest(format!("before: `{cursor}` is not a history cursor"));
+    match cursor.rsplit_once(',') {
+        Some((start, id)) => {
+            let start = DateTime::parse_from_rfc3339(start).map_err(|_| bad())?;
+            Ok((
+                id.parse().map_err(|_| bad())?,
+                Some(start.with_timezone(&Utc)),
+            ))
+        }
+        None => Ok((cursor.parse().map_err(|_| bad())?, None)),
+    }
 }
 
 fn non_empty(value: &Option<String>) -> Option<String> {
@@ -61,6 +85,13 @@ impl HistoryQuery {
                 })
                 .transpose()
         };
+        let (before_id, before_start) = match non_empty(&self.before) {
+            Some(cursor) => {
+                let (id, start) = parse_cursor(&cursor)?;
+                (Some(id), start)
+            }
+            None => (None, None),
+        };
         Ok(TaskInstanceFilter {
             dag_id: non_empty(&self.dag_id),
             state: non_empty(&self.state)
@@ -73,7 +104,8 @@ impl HistoryQuery {
             worker: non_empty(&self.worker),
             started_from: when(&self.from, "from")?,
             started_before: when(&self.to, "to")?,
-            before_id: self.before,
+            before_id,
+            before_start,
             limit,
         })
     }
@@ -89,11 +121,11 @@ pub async fn history(
     let filter = query.filter(PAGE_ROWS)?;
     let rows = store.search_task_instances(&filter).await?;
     let next = (rows.len() as i64 == PAGE_ROWS)
-        .then(|| rows.last().map(|r| r.ti.id))
+        .then(|| rows.last())
         .flatten()
-        .map(|before| {
+        .map(|row| {
             serde_urlencoded::to_string(HistoryQuery {
-                before: Some(before),
+                before: Some(history_cursor(&filter, row)),
                 ..query.clone()
             })
             .unwrap_or_default()

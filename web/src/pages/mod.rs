@@ -16,7 +16,7 @@ mod lists;
 mod login;
 mod runs;
 
-pub use lists::{AlertsQuery, HistoryQuery};
+pub use lists::{AlertsQuery, HistoryQuery, history_cursor};
 
 use axum::Router;
 use axum::extract::{Request, State};
