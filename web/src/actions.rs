@@ -4,7 +4,7 @@
 use chrono::Utc;
 use rtmas_scheduler::backfill;
 use rtmas_scheduler::dag::Dag;
-use rtmas_scheduler::state::{RunState, TaskState};
+use rtmas_scheduler::state::{RunState, TaskState, UnknownState};
 use rtmas_scheduler::store::{
     BackfillRow, NewBackfill, NewRun, PlannedRun, RunRow, Store, TaskInstanceRow, TaskSpec,
 };
@@ -113,7 +113,8 @@ pub async fn clear_task(
     Ok(cleared)
 }
 
-/// Marks a task instance success or failed. Returns whether it changed.
+/// Marks a task instance `success` or `failed` (as the form or call names
+/// the state). Returns whether it changed.
 ///
 /// Fails with [`WebError::BadRequest`] for another state.
 pub async fn mark_task(
@@ -121,8 +122,11 @@ pub async fn mark_task(
     user: &CurrentUser,
     run_pk: i64,
     task_id: &str,
-    state: TaskState,
+    state: &str,
 ) -> Result<bool, WebError> {
+    let state: TaskState = state
+        .parse()
+        .map_err(|err: UnknownState| WebError::BadRequest(err.to_string()))?;
     if !matches!(state, TaskState::Success | TaskState::Failed) {
         return Err(WebError::BadRequest(format!(
             "a task instance can be marked success or failed, not {state}"
@@ -135,15 +139,19 @@ pub async fn mark_task(
     Ok(changed)
 }
 
-/// Marks a run success or failed. Returns whether it changed.
+/// Marks a run `success` or `failed` (as the form or call names the
+/// state). Returns whether it changed.
 ///
 /// Fails with [`WebError::BadRequest`] for another state.
 pub async fn mark_run(
     store: &Store,
     user: &CurrentUser,
     run_pk: i64,
-    state: RunState,
+    state: &str,
 ) -> Result<bool, WebError> {
+    let state: RunState = state
+        .parse()
+        .map_err(|err: UnknownState| WebError::BadRequest(err.to_string()))?;
     if !state.is_finished() {
         return Err(WebError::BadRequest(format!(
             "a run can be marked success or failed, not {state}"

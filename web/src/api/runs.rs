@@ -1,7 +1,6 @@
 //! Runs, task instances, tries and logs; clearing and marking.
 
 use axum::extract::State;
-use rtmas_scheduler::state::{RunState, TaskState};
 use rtmas_scheduler::store::{KeyedLogLine, Role, RunRow, TaskInstanceRow, TryRow};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -58,14 +57,7 @@ pub async fn mark(
     Json(request): Json<MarkRequest>,
 ) -> Result<axum::Json<Changed>, WebError> {
     user.require(Role::Operator)?;
-    let run_state: RunState =
-        request
-            .state
-            .parse()
-            .map_err(|err: rtmas_scheduler::state::UnknownState| {
-                WebError::BadRequest(err.to_string())
-            })?;
-    let changed = actions::mark_run(state.store(), &user, run_pk, run_state).await?;
+    let changed = actions::mark_run(state.store(), &user, run_pk, &request.state).await?;
     Ok(axum::Json(Changed { changed }))
 }
 
@@ -216,13 +208,7 @@ pub async fn mark_task(
     Json(request): Json<MarkRequest>,
 ) -> Result<axum::Json<Changed>, WebError> {
     user.require(Role::Operator)?;
-    let task_state: TaskState =
-        request
-            .state
-            .parse()
-            .map_err(|err: rtmas_scheduler::state::UnknownState| {
-                WebError::BadRequest(err.to_string())
-            })?;
-    let changed = actions::mark_task(state.store(), &user, run_pk, &task_id, task_state).await?;
+    let changed =
+        actions::mark_task(state.store(), &user, run_pk, &task_id, &request.state).await?;
     Ok(axum::Json(Changed { changed }))
 }

@@ -7,7 +7,6 @@ use axum::extract::State;
 use crate::extract::{Path, Query};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
-use rtmas_scheduler::state::{RunState, TaskState};
 use rtmas_scheduler::store::Role;
 use serde::Deserialize;
 use serde_json::json;
@@ -117,12 +116,7 @@ pub async fn mark(
     post: FormPost<MarkForm>,
 ) -> Result<Response, WebError> {
     post.user.require(Role::Operator)?;
-    let run_state = post
-        .form
-        .state
-        .parse::<RunState>()
-        .map_err(|err| WebError::BadRequest(err.to_string()))?;
-    actions::mark_run(state.store(), &post.user, run_pk, run_state).await?;
+    actions::mark_run(state.store(), &post.user, run_pk, &post.form.state).await?;
     Ok(Redirect::to(&format!("/runs/{run_pk}")).into_response())
 }
 
@@ -167,11 +161,13 @@ pub async fn mark_task(
     post: FormPost<MarkForm>,
 ) -> Result<Response, WebError> {
     post.user.require(Role::Operator)?;
-    let task_state = post
-        .form
-        .state
-        .parse::<TaskState>()
-        .map_err(|err| WebError::BadRequest(err.to_string()))?;
-    actions::mark_task(state.store(), &post.user, run_pk, &task_id, task_state).await?;
+    actions::mark_task(
+        state.store(),
+        &post.user,
+        run_pk,
+        &task_id,
+        &post.form.state,
+    )
+    .await?;
     Ok(Redirect::to(&format!("/runs/{run_pk}")).into_response())
 }

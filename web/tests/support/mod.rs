@@ -141,21 +141,26 @@ impl TestApp {
         }
     }
 
-    /// A session of the user with `role`'s name.
-    pub async fn session(&self, role: Role) -> Session {
-        let user = self
-            .store
+    /// The key of the user with `role`'s name.
+    async fn user_id(&self, role: Role) -> i64 {
+        self.store
             .user_by_name(role.as_str())
             .await
             .expect("user")
-            .expect("exists");
+            .expect("exists")
+            .id
+    }
+
+    /// A session of the user with `role`'s name.
+    pub async fn session(&self, role: Role) -> Session {
+        let user_id = self.user_id(role).await;
         let secret = new_secret();
         let csrf = new_secret();
         let now = Utc::now();
         self.store
             .create_session(
                 &secret_hash(&secret),
-                user.id,
+                user_id,
                 &csrf,
                 now,
                 now + TimeDelta::hours(1),
@@ -170,15 +175,10 @@ impl TestApp {
 
     /// An API token of the user with `role`'s name.
     pub async fn token(&self, role: Role) -> String {
-        let user = self
-            .store
-            .user_by_name(role.as_str())
-            .await
-            .expect("user")
-            .expect("exists");
+        let user_id = self.user_id(role).await;
         let secret = new_secret();
         self.store
-            .create_api_token(user.id, "test", &secret_hash(&secret), Utc::now())
+            .create_api_token(user_id, "test", &secret_hash(&secret), Utc::now())
             .await
             .expect("token");
         secret
