@@ -30,6 +30,11 @@ struct Repeat {
     stage_lines_per_second: f64,
     lines_per_second: f64,
     consume_seconds: f64,
+    /// Of which the tries spent waiting for the group to give partitions,
+    /// and reading (fetch, parse, stage) once it had.
+    join_seconds: f64,
+    read_seconds: f64,
+    tries: usize,
     staged_mb: f64,
     compact_mb_per_second: f64,
     parquet_mb: f64,
@@ -49,9 +54,14 @@ pub async fn ingest_bench(
     for repeat in 0..repeats {
         let run = one_repeat(config, lines, repeat).await?;
         eprintln!(
-            "repeat {}: {:.0} lines/s, compaction {:.1} MB/s",
+            "repeat {}: {:.0} lines/s ({} tries: join {:.2} s, read {:.2} s), \
+             staging alone {:.0} lines/s, compaction {:.1} MB/s",
             repeat + 1,
             run.lines_per_second,
+            run.tries,
+            run.join_seconds,
+            run.read_seconds,
+            run.stage_lines_per_second,
             run.compact_mb_per_second
         );
         runs.push(run);
@@ -63,6 +73,9 @@ pub async fn ingest_bench(
         "repeats": repeats,
         "lines_per_second": pick(|r| r.lines_per_second),
         "consume_seconds": pick(|r| r.consume_seconds),
+        "join_seconds": pick(|r| r.join_seconds),
+        "read_seconds": pick(|r| r.read_seconds),
+        "tries": pick(|r| r.tries as f64),
         "staged_mb": pick(|r| r.staged_mb),
         "compact_mb_per_second": pick(|r| r.compact_mb_per_second),
         "parquet_mb": pick(|r| r.parquet_mb),
@@ -130,10 +143,15 @@ async fn one_repeat(config: &Config, lines: u64, repeat: usize) -> anyhow::Resul
         "max_wait": "10s",
     });
     let mut consumed = 0;
+    let (mut join_seconds, mut read_seconds, mut tries) = (0.0, 0.0, 0);
     while consumed < lines as i64 {
-        consume_once(&store, &settings, params.clone(), &quiet)
+        let result = consume_once(&store, &settings, params.clone(), &quiet)
             .await
             .map_err(|err| anyhow::anyhow!("consume failed: {err}"))?;
+        let seconds = |name: &str| result[name].as_f64().unwrap_or(0.0);
+        join_seconds += seconds("join_seconds");
+        read_seconds += seconds("read_seconds");
+        tries += 1;
         consumed = store.consume_offsets(&topic).await?.values().sum();
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
@@ -180,6 +198,9 @@ async fn one_repeat(config: &Config, lines: u64, repeat: usize) -> anyhow::Resul
         stage_lines_per_second,
         lines_per_second: lines as f64 / consume_seconds,
         consume_seconds,
+        join_seconds,
+        read_seconds,
+        tries,
         staged_mb,
         compact_mb_per_second: staged_mb / compact_seconds,
         parquet_mb: parquet_bytes as f64 / 1e6,

@@ -17,6 +17,7 @@ pub mod compact;
 pub mod consume;
 mod parse;
 pub mod produce;
+mod rfc3339;
 pub mod simulate;
 pub mod staging;
 
@@ -63,7 +64,14 @@ impl Level {
     /// names, and single letters such as `E` and `W`. `None` for anything
     /// else.
     pub fn from_name(name: &str) -> Option<Level> {
-        let level = match name.trim().to_ascii_lowercase().as_str() {
+        // Lower-cased on the stack: this runs for most records, and no name
+        // below is longer than the buffer.
+        let name = name.trim().as_bytes();
+        let mut buffer = [0u8; 16];
+        let lower = buffer.get_mut(..name.len())?;
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        let level = match std::str::from_utf8(lower).ok()? {
             "trace" | "trc" | "t" | "verbose" => Level::Trace,
             "debug" | "dbg" | "d" => Level::Debug,
             "info" | "inf" | "i" | "information" | "notice" | "informational" => Level::Info,
@@ -121,6 +129,7 @@ pub enum TimeSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
     /// When it happened, in UTC.
+    #[serde(serialize_with = "rfc3339::serialize")]
     pub timestamp: DateTime<Utc>,
     /// Where the timestamp came from.
     pub time_source: TimeSource,

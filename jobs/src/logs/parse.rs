@@ -1,12 +1,20 @@
 //! Reading one Kafka message as a log record: JSON objects, logfmt lines
 //! and plain text, with the field spellings common loggers use.
+//!
+//! Most JSON lines are flat objects naming each field once; [`flat_json`]
+//! reads those without building a `serde_json::Value`, and every other JSON
+//! line goes the general way, through a `Value` and a map of its flattened
+//! fields. Both give the same record for the lines the first reads.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
 use super::{Format, Level, LogRecord, Quarantined, TimeSource};
+
+mod flat_json;
 
 /// Limits on what a message may be.
 #[derive(Debug, Clone, Copy)]
@@ -74,17 +82,10 @@ pub fn parse(
     }
 
     if line.starts_with('{') {
-        let value: Value = serde_json::from_str(line).map_err(|err| Quarantined::BadJson {
-            line: err.line(),
-            column: err.column(),
-            reason: err.to_string(),
-        })?;
-        let Value::Object(object) = value else {
-            return Err(Quarantined::NotAnObject("not an object"));
+        return match flat_json::parse(line, source) {
+            Some(record) => Ok(record),
+            None => json(line, source),
         };
-        let mut fields = BTreeMap::new();
-        flatten("", object, &mut fields);
-        return from_fields(fields, Format::Json, source);
     }
     if line.starts_with('[')
         && let Ok(Value::Array(_)) = serde_json::from_str::<Value>(line)
@@ -102,6 +103,22 @@ pub fn parse(
         }
     }
     plain(line, source)
+}
+
+/// A JSON line, the general way: any object, nested or not, whatever its
+/// values.
+fn json(line: &str, source: &Source<'_>) -> Result<LogRecord, Quarantined> {
+    let value: Value = serde_json::from_str(line).map_err(|err| Quarantined::BadJson {
+        line: err.line(),
+        column: err.column(),
+        reason: err.to_string(),
+    })?;
+    let Value::Object(object) = value else {
+        return Err(Quarantined::NotAnObject("not an object"));
+    };
+    let mut fields = BTreeMap::new();
+    flatten("", object, &mut fields);
+    from_fields(fields, Format::Json, source)
 }
 
 /// Nested JSON objects become dotted names: `{"service": {"name": "a"}}`
@@ -223,16 +240,24 @@ fn key_service(source: &Source<'_>) -> String {
 /// by size).
 fn time_value(field: &str, value: &Value) -> Result<DateTime<Utc>, Quarantined> {
     let parsed = match value {
-        Value::Number(n) => match n.as_i64() {
-            Some(whole) => unix_time_whole(whole),
-            None => n.as_f64().and_then(unix_time),
-        },
-        Value::String(s) => {
-            parse_time(s).or_else(|| s.trim().parse::<f64>().ok().and_then(unix_time))
-        }
+        Value::Number(n) => time_number(n),
+        Value::String(s) => time_text(s),
         _ => None,
     };
     parsed.ok_or_else(|| bad(field, format!("`{}` is not a time", text_of(value))))
+}
+
+/// A time field's number: a Unix time.
+fn time_number(n: &serde_json::Number) -> Option<DateTime<Utc>> {
+    match n.as_i64() {
+        Some(whole) => unix_time_whole(whole),
+        None => n.as_f64().and_then(unix_time),
+    }
+}
+
+/// A time field's text: a date and time, or a Unix time written out.
+fn time_text(s: &str) -> Option<DateTime<Utc>> {
+    parse_time(s).or_else(|| s.trim().parse::<f64>().ok().and_then(unix_time))
 }
 
 /// A whole Unix time, exactly: seconds, milliseconds, microseconds or
@@ -283,48 +308,61 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 /// write them.
 fn level_value(field: &str, value: &Value) -> Result<(Level, Option<String>), Quarantined> {
     match value {
-        Value::Number(n) => {
-            let n = n
-                .as_u64()
-                .ok_or_else(|| bad(field, format!("`{n}` is not a level")))?;
-            let level = match n {
-                0..=2 => Level::Fatal,
-                3 => Level::Error,
-                4 => Level::Warn,
-                5 | 6 => Level::Info,
-                7 => Level::Debug,
-                10..=19 => Level::Trace,
-                20..=29 => Level::Debug,
-                30..=39 => Level::Info,
-                40..=49 => Level::Warn,
-                50..=59 => Level::Error,
-                60..=69 => Level::Fatal,
-                _ => return Err(bad(field, format!("`{n}` is not a level"))),
-            };
-            Ok((level, None))
-        }
-        other => {
-            let name = text_of(other);
-            Ok(match Level::from_name(&name) {
-                Some(level) => (level, None),
-                None => (Level::Unknown, Some(name)),
-            })
-        }
+        Value::Number(n) => level_number(n)
+            .map(|level| (level, None))
+            .ok_or_else(|| bad(field, format!("`{n}` is not a level"))),
+        other => Ok(level_name(text_of(other).into())),
+    }
+}
+
+/// A level field's number, as pino (10 … 60) or syslog (0 … 7) write it.
+fn level_number(n: &serde_json::Number) -> Option<Level> {
+    let level = match n.as_u64()? {
+        0..=2 => Level::Fatal,
+        3 => Level::Error,
+        4 => Level::Warn,
+        5 | 6 => Level::Info,
+        7 => Level::Debug,
+        10..=19 => Level::Trace,
+        20..=29 => Level::Debug,
+        30..=39 => Level::Info,
+        40..=49 => Level::Warn,
+        50..=59 => Level::Error,
+        60..=69 => Level::Fatal,
+        _ => return None,
+    };
+    Some(level)
+}
+
+/// A level field's name; one that is no known level is kept.
+fn level_name(name: Cow<'_, str>) -> (Level, Option<String>) {
+    match Level::from_name(&name) {
+        Some(level) => (level, None),
+        None => (Level::Unknown, Some(name.into_owned())),
     }
 }
 
 fn number(field: &str, value: &Value) -> Result<f64, Quarantined> {
     let n = match value {
         Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().trim_end_matches("ms").trim().parse().ok(),
+        Value::String(s) => millis_text(s),
         _ => None,
     };
-    n.filter(|n| n.is_finite() && *n >= 0.0).ok_or_else(|| {
+    n.filter(|n| is_millis(*n)).ok_or_else(|| {
         bad(
             field,
             format!("`{}` is not a duration in milliseconds", text_of(value)),
         )
     })
+}
+
+/// A latency written as text, with or without `ms`.
+fn millis_text(s: &str) -> Option<f64> {
+    s.trim().trim_end_matches("ms").trim().parse().ok()
+}
+
+fn is_millis(n: f64) -> bool {
+    n.is_finite() && n >= 0.0
 }
 
 fn http_status(field: &str, value: &Value) -> Result<u16, Quarantined> {
@@ -333,9 +371,13 @@ fn http_status(field: &str, value: &Value) -> Result<u16, Quarantined> {
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     };
-    n.and_then(|n| u16::try_from(n).ok())
-        .filter(|n| (100..=599).contains(n))
+    n.and_then(status_code)
         .ok_or_else(|| bad(field, format!("`{}` is not an HTTP status", text_of(value))))
+}
+
+/// A number that is an HTTP status.
+fn status_code(n: u64) -> Option<u16> {
+    u16::try_from(n).ok().filter(|n| (100..=599).contains(n))
 }
 
 /// Splits a logfmt line into its pairs; `None` when the line is not logfmt

@@ -24,6 +24,7 @@ pub struct StagedLine {
     /// Its offset.
     pub offset: i64,
     /// The Kafka message's timestamp.
+    #[serde(serialize_with = "super::rfc3339::serialize_option")]
     pub kafka_timestamp: Option<DateTime<Utc>>,
     /// The record.
     pub record: LogRecord,
