@@ -25,6 +25,9 @@
 //! (0.2 s in `rtmas bench ingest`), small next to the batch.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -404,14 +407,163 @@ fn kafka_time(message: &impl Message) -> Option<DateTime<Utc>> {
         .and_then(DateTime::from_timestamp_millis)
 }
 
-/// Reads one bounded batch (blocking: run it off the async threads).
+/// Reads one bounded batch (blocking: run it off the async threads). One
+/// thread polls the consumer while another parses and stages what it read.
 fn read_batch(
     consumer: LogConsumer,
     topic: &str,
     bounds: &Bounds,
     durable: &BTreeMap<i32, i64>,
 ) -> Result<Polled, JobError> {
+    std::thread::scope(|scope| {
+        let parser = Parser::start(scope, durable, bounds.limits)?;
+        poll_batch(consumer, topic, bounds, durable, parser)
+    })
+}
+
+/// Messages as read, copied out of the consumer into one buffer, on their
+/// way to the parsing thread.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    messages: Vec<Packed>,
+}
+
+/// One message of a [`Chunk`]: its key and payload are ranges of the
+/// chunk's bytes.
+struct Packed {
+    partition: i32,
+    offset: i64,
+    kafka_timestamp: Option<DateTime<Utc>>,
+    key: Option<Range<usize>>,
+    payload: Range<usize>,
+}
+
+impl Chunk {
+    /// Messages per chunk, and bytes after which a chunk is full sooner.
+    const MESSAGES: usize = 4096;
+    const BYTES: usize = 4 << 20;
+
+    fn push(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        kafka_timestamp: Option<DateTime<Utc>>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        let mut append = |data: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(data);
+            start..self.bytes.len()
+        };
+        let key = key.map(&mut append);
+        let payload = append(payload);
+        self.messages.push(Packed {
+            partition,
+            offset,
+            kafka_timestamp,
+            key,
+            payload,
+        });
+    }
+
+    fn is_full(&self) -> bool {
+        self.messages.len() >= Chunk::MESSAGES || self.bytes.len() >= Chunk::BYTES
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.messages.clear();
+    }
+}
+
+/// The parsing thread of a read: takes chunks of messages, parses and
+/// stages them by partition, and hands the emptied chunks back for reuse.
+struct Parser<'scope> {
+    full: SyncSender<Chunk>,
+    empty: Receiver<Chunk>,
+    thread: ScopedJoinHandle<'scope, Result<BTreeMap<i32, PartitionBatch>, JobError>>,
+}
+
+impl<'scope> Parser<'scope> {
+    /// Chunks on their way to the parser; with the one it parses and the one
+    /// being filled, at most this many plus two are held at once.
+    const QUEUED: usize = 4;
+
+    fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        durable: &'env BTreeMap<i32, i64>,
+        limits: Limits,
+    ) -> Result<Parser<'scope>, JobError> {
+        let (full, chunks) = mpsc::sync_channel::<Chunk>(Parser::QUEUED);
+        let (give_back, empty) = mpsc::sync_channel::<Chunk>(Parser::QUEUED + 2);
+        let parse = move || {
+            let mut partitions: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
+            for mut chunk in chunks {
+                for m in &chunk.messages {
+                    let batch = partitions
+                        .entry(m.partition)
+                        .or_insert_with(|| PartitionBatch {
+                            first_offset: durable.get(&m.partition).copied().unwrap_or(m.offset),
+                            ..PartitionBatch::default()
+                        });
+                    let source = Source {
+                        key: m.key.clone().map(|key| &chunk.bytes[key]),
+                        kafka_timestamp: m.kafka_timestamp,
+                    };
+                    let payload = &chunk.bytes[m.payload.clone()];
+                    batch.take(m.partition, m.offset, payload, &source, &limits)?;
+                }
+                chunk.clear();
+                // The reader may have stopped taking chunks back; this one
+                // is then dropped.
+                let _ = give_back.try_send(chunk);
+            }
+            Ok(partitions)
+        };
+        let thread = std::thread::Builder::new()
+            .name("rtmas-parse".to_owned())
+            .spawn_scoped(scope, parse)
+            .map_err(|err| JobError::Failed(format!("cannot start the parsing thread: {err}")))?;
+        Ok(Parser {
+            full,
+            empty,
+            thread,
+        })
+    }
+
+    /// Sends `chunk` to be parsed (when it holds anything) and leaves an
+    /// empty one in its place. False when the parser has stopped.
+    fn hand_over(&self, chunk: &mut Chunk) -> bool {
+        if chunk.messages.is_empty() {
+            return true;
+        }
+        let next = self.empty.try_recv().unwrap_or_default();
+        self.full.send(std::mem::replace(chunk, next)).is_ok()
+    }
+
+    /// Waits for the parser to finish what it was given; its batches by
+    /// partition.
+    fn finish(self) -> Result<BTreeMap<i32, PartitionBatch>, JobError> {
+        drop(self.full);
+        self.thread
+            .join()
+            .map_err(|_| JobError::Failed("the parsing thread panicked".to_owned()))?
+    }
+}
+
+/// Polls the consumer for one bounded batch, handing what it reads to
+/// `parser`.
+fn poll_batch(
+    consumer: LogConsumer,
+    topic: &str,
+    bounds: &Bounds,
+    durable: &BTreeMap<i32, i64>,
+    parser: Parser<'_>,
+) -> Result<Polled, JobError> {
     let started = Instant::now();
+    let mut chunk = Chunk::default();
     let mut polled = Polled {
         consumer,
         partitions: BTreeMap::new(),
@@ -560,20 +712,20 @@ fn read_batch(
         let payload = message.payload().unwrap_or_default();
         polled.messages += 1;
         polled.message_bytes += payload.len();
-        let batch = polled.partitions.entry(partition).or_insert_with(|| {
-            let first = durable.get(&partition).copied().unwrap_or(offset);
-            PartitionBatch {
-                first_offset: first,
-                ..PartitionBatch::default()
-            }
-        });
-        let kafka_timestamp = kafka_time(&message);
-        let source = Source {
-            key: message.key(),
-            kafka_timestamp,
-        };
-        batch.take(partition, offset, payload, &source, &bounds.limits)?;
+        chunk.push(
+            partition,
+            offset,
+            kafka_time(&message),
+            message.key(),
+            payload,
+        );
+        if chunk.is_full() && !parser.hand_over(&mut chunk) {
+            // The parser stopped on an error, which joining it returns.
+            break;
+        }
     }
+    parser.hand_over(&mut chunk);
+    polled.partitions = parser.finish()?;
     polled.read_time = started.elapsed().saturating_sub(polled.join_time);
     Ok(polled)
 }
@@ -762,4 +914,110 @@ pub async fn consume_once(
         "bytes": polled.message_bytes,
         "partitions": summary,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Partition, offset, key and payload of a message.
+    type Message = (i32, i64, Option<Vec<u8>>, Vec<u8>);
+
+    /// Messages of three partitions, some of them quarantined, with keys
+    /// and Kafka times.
+    fn messages() -> Vec<Message> {
+        let time = Utc::now();
+        (0..10_000_i64)
+            .map(|i| {
+                let partition = (i % 3) as i32;
+                let payload = match i % 7 {
+                    0 => b"not \xff utf-8".to_vec(),
+                    1 => format!("{{\"msg\": \"unclosed {i}\"").into_bytes(),
+                    2 => format!("level=warn msg=\"slow {i}\" latency_ms={i}").into_bytes(),
+                    _ => format!(
+                        "{{\"timestamp\":\"{}\",\"service\":\"s{}\",\"level\":\"info\",\
+                         \"message\":\"line {i}\",\"latency_ms\":{}}}",
+                        (time + TimeDelta::seconds(i)).to_rfc3339(),
+                        i % 4,
+                        i % 100
+                    )
+                    .into_bytes(),
+                };
+                let key = (i % 2 == 0).then(|| format!("key{}", i % 5).into_bytes());
+                (partition, 100 + i / 3, key, payload)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_parsing_thread_stages_what_one_thread_would() {
+        let messages = messages();
+        let durable = BTreeMap::from([(1, 100)]);
+        let limits = Limits::default();
+        let time = Some(Utc::now());
+
+        let mut expected: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
+        for (partition, offset, key, payload) in &messages {
+            let batch = expected
+                .entry(*partition)
+                .or_insert_with(|| PartitionBatch {
+                    first_offset: durable.get(partition).copied().unwrap_or(*offset),
+                    ..PartitionBatch::default()
+                });
+            let source = Source {
+                key: key.as_deref(),
+                kafka_timestamp: time,
+            };
+            batch
+                .take(*partition, *offset, payload, &source, &limits)
+                .expect("take");
+        }
+
+        let got = std::thread::scope(|scope| {
+            let parser = Parser::start(scope, &durable, limits).expect("start");
+            let mut chunk = Chunk::default();
+            for (i, (partition, offset, key, payload)) in messages.iter().enumerate() {
+                chunk.push(*partition, *offset, time, key.as_deref(), payload);
+                // Chunks of many sizes, the last one left for `finish`.
+                if (i % 97 == 0 || chunk.is_full()) && i + 1 < messages.len() {
+                    assert!(parser.hand_over(&mut chunk), "the parser stopped");
+                    assert!(chunk.messages.is_empty() && chunk.bytes.is_empty());
+                }
+            }
+            assert!(parser.hand_over(&mut chunk));
+            parser.finish().expect("parse")
+        });
+
+        assert_eq!(got.keys().collect::<Vec<_>>(), [&0, &1, &2]);
+        for (partition, want) in &expected {
+            let have = &got[partition];
+            assert_eq!(
+                have.first_offset, want.first_offset,
+                "partition {partition}"
+            );
+            assert_eq!(have.last_offset, want.last_offset, "partition {partition}");
+            assert_eq!(have.records, want.records, "partition {partition}");
+            assert!(have.records > 0 && !have.quarantined.is_empty());
+            assert_eq!(have.staged, want.staged, "partition {partition}");
+            assert_eq!(have.hours, want.hours, "partition {partition}");
+            let offsets = |b: &PartitionBatch| -> Vec<(i64, String, Vec<u8>)> {
+                b.quarantined
+                    .iter()
+                    .map(|q| (q.offset, q.reason.clone(), q.payload.clone()))
+                    .collect()
+            };
+            assert_eq!(offsets(have), offsets(want), "partition {partition}");
+            let counts = |b: &PartitionBatch| -> Vec<(String, [i64; 7])> {
+                b.metrics
+                    .values()
+                    .flat_map(|m| m.iter().map(|(s, m)| (s.clone(), m.levels)))
+                    .collect()
+            };
+            assert_eq!(counts(have), counts(want), "partition {partition}");
+        }
+        assert_eq!(
+            got[&1].first_offset, 100,
+            "partition 1 starts at its durable offset"
+        );
+    }
 }
