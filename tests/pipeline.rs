@@ -33,13 +33,21 @@ use support::{OutputText, PATIENCE, System, poll_until, wait_until};
 const BUCKET: &str = "rtmas-pipeline";
 const STORE_URL: &str = "s3://rtmas-pipeline/rtmas";
 
-/// Consumes in small batches, so a run of lines takes many tries.
-fn consume_dag(every: &str, max_records: usize, max_message_bytes: usize) -> String {
+/// Consumes in small batches, so a run of lines takes many tries, and each
+/// try writes several staged objects of a partition when
+/// `max_object_bytes` is small.
+fn consume_dag(
+    every: &str,
+    max_records: usize,
+    max_message_bytes: usize,
+    max_object_bytes: usize,
+) -> String {
     format!(
         "dag_id: consume\nschedule: {{every: {every}}}\nstart_date: 2024-01-01T00:00:00Z\n\
          max_active_runs: 1\ndefault_args: {{retries: 5, retry_delay: 0s}}\ntasks:\n\
          \x20 - id: consume\n    kind: kafka_consume\n    params: {{topic: logs, group: test, \
-         max_records: {max_records}, max_wait: 1s, max_message_bytes: {max_message_bytes}}}\n"
+         max_records: {max_records}, max_wait: 1s, max_message_bytes: {max_message_bytes}, \
+         max_object_bytes: {max_object_bytes}}}\n"
     )
 }
 
@@ -304,9 +312,22 @@ async fn produced_lines_end_in_parquet_exactly_once() {
     let pipeline = Pipeline::start("pipeline", &[("w1", 2), ("w2", 2)]).await;
     pipeline.produce(LINES, 7).await;
     let system = &pipeline.system;
-    system.write_dag("consume.yaml", &consume_dag("1s", 5_000, 1024 * 1024));
+    const OBJECT_BYTES: usize = 100_000;
+    system.write_dag(
+        "consume.yaml",
+        &consume_dag("1s", 5_000, 1024 * 1024, OBJECT_BYTES),
+    );
     system.write_dag("compact.yaml", COMPACT_DAG);
     pipeline.wait_consumed(LINES).await;
+    // A try of 5,000 lines stages about 650 kB per partition: objects of
+    // the bound, not one per partition and try.
+    let batches = system.store.present_batches("logs").await.expect("batches");
+    let largest = batches.iter().map(|b| b.bytes).max().unwrap_or(0);
+    assert!(
+        batches.len() >= 40 && largest >= OBJECT_BYTES as i64 && largest < 2 * OBJECT_BYTES as i64,
+        "{} staged objects, the largest {largest} bytes",
+        batches.len()
+    );
     pipeline.compact().await;
 
     let topic = read_topic(&pipeline.broker.address, LINES);
@@ -368,9 +389,10 @@ async fn killed_workers_lose_and_duplicate_nothing() {
     const LINES: usize = 12_000;
     let mut pipeline = Pipeline::start("pipeline_kill", &[("w1", 2), ("w2", 2)]).await;
     pipeline.produce(LINES, 11).await;
-    pipeline
-        .system
-        .write_dag("consume.yaml", &consume_dag("500ms", 700, 1024 * 1024));
+    pipeline.system.write_dag(
+        "consume.yaml",
+        &consume_dag("500ms", 700, 1024 * 1024, 40_000),
+    );
     pipeline.system.write_dag("compact.yaml", COMPACT_DAG);
     pipeline.system.wait_for_dag("compact").await;
 
@@ -460,7 +482,7 @@ async fn unreadable_messages_are_quarantined_with_their_reason() {
     }
     pipeline
         .system
-        .write_dag("consume.yaml", &consume_dag("1s", 1_000, 2_000));
+        .write_dag("consume.yaml", &consume_dag("1s", 1_000, 2_000, 32 << 20));
     pipeline.wait_consumed(sent.len()).await;
 
     let quarantined = pipeline

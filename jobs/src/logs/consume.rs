@@ -4,19 +4,24 @@
 //! A try reads from each partition assigned to it in its consumer group,
 //! starting where the metadata store says that partition's last durable
 //! batch ended, until the partitions are caught up or a bound is reached
-//! (records, bytes, wait). For each partition it writes one staged object
-//! (named by topic, partition and offset range), and only then records the
-//! batch, its quarantined messages and its metrics in one transaction that
-//! moves the partition's progress from the batch's first offset to past
-//! its last (compare and set). Kafka's own committed offsets are written
-//! afterwards for lag monitoring but never trusted: they can only lag.
+//! (records, bytes, wait). One thread polls the consumer, another parses
+//! and stages. A partition's messages become batches of consecutive
+//! offsets, each closed at a size bound or when reading ends. Each batch is
+//! written as one staged object (named by topic, partition and offset
+//! range), and only then recorded with its quarantined messages and its
+//! metrics in one transaction that moves the partition's progress from the
+//! batch's first offset to past its last (compare and set); batches are
+//! written and recorded in offset order while reading goes on. Kafka's own
+//! committed offsets are written afterwards for lag monitoring but never
+//! trusted: they can only lag.
 //!
-//! So a crash at any point neither loses nor duplicates a line: before the
-//! record, the next try reads the same offsets again (an object written but
-//! never recorded is ignored and later deleted); after it, the next try
+//! So a crash at any point neither loses nor duplicates a line: before a
+//! batch's record, the next try reads its offsets again (an object written
+//! but never recorded is ignored and later deleted); after it, the next try
 //! starts past them. A rebalance that hands a partition to another member
-//! mid-batch leaves two consumers with the same offsets; only the first to
-//! record them succeeds, and the other drops its batch.
+//! mid-batch leaves two consumers with the same offsets; only a batch that
+//! starts at the recorded progress is recorded, and the other member drops
+//! its own.
 //!
 //! Each try joins the group with a consumer of its own and leaves it when
 //! done. A consumer kept between tries would only poll during tries, and a
@@ -41,6 +46,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use rtmas_scheduler::store::{MinuteMetrics, NewBatch, QuarantinedMessage, Store};
 use serde::Deserialize;
+use tokio::sync::mpsc::Sender;
 
 use super::staging::{StagedBatch, StagedLine};
 use super::{Level, Limits, PipelineSettings, Source, parse};
@@ -68,6 +74,9 @@ fn default_join_timeout() -> String {
 fn default_max_message_bytes() -> usize {
     Limits::default().max_bytes
 }
+fn default_max_object_bytes() -> usize {
+    32 * 1024 * 1024
+}
 
 /// Params of a `kafka_consume` task.
 #[derive(Debug, Deserialize)]
@@ -92,11 +101,17 @@ struct ConsumeParams {
     /// Larger messages are quarantined.
     #[serde(default = "default_max_message_bytes")]
     max_message_bytes: usize,
+    /// A partition's staged object is closed, written and recorded once it
+    /// holds this many bytes (staged lines and quarantined messages), and
+    /// the try goes on with the next.
+    #[serde(default = "default_max_object_bytes")]
+    max_object_bytes: usize,
 }
 
 struct Bounds {
     max_records: usize,
     max_bytes: usize,
+    max_object_bytes: usize,
     max_wait: Duration,
     join_timeout: Duration,
     limits: Limits,
@@ -107,12 +122,15 @@ impl ConsumeParams {
         let duration = |name: &str, text: &str| {
             humantime::parse_duration(text).map_err(|err| format!("`{name}`: {err}"))
         };
-        if self.max_records == 0 || self.max_bytes == 0 {
-            return Err("`max_records` and `max_bytes` must be at least 1".to_owned());
+        if self.max_records == 0 || self.max_bytes == 0 || self.max_object_bytes == 0 {
+            return Err(
+                "`max_records`, `max_bytes` and `max_object_bytes` must be at least 1".to_owned(),
+            );
         }
         Ok(Bounds {
             max_records: self.max_records,
             max_bytes: self.max_bytes,
+            max_object_bytes: self.max_object_bytes,
             max_wait: duration("max_wait", &self.max_wait)?,
             join_timeout: duration("join_timeout", &self.join_timeout)?,
             limits: Limits {
@@ -161,9 +179,11 @@ impl JobKind for KafkaConsume {
     }
 }
 
-/// What one try read from one partition.
+/// What one try read from one partition, or a part of it: a staged object
+/// to be.
 #[derive(Default)]
 struct PartitionBatch {
+    partition: i32,
     /// The first offset the batch covers.
     first_offset: i64,
     last_offset: i64,
@@ -174,9 +194,33 @@ struct PartitionBatch {
     /// By minute, then service: a record's service finds its entry without
     /// a copy of its name.
     metrics: BTreeMap<DateTime<Utc>, BTreeMap<String, MinuteMetrics>>,
+    /// Bytes of the quarantined messages' payloads.
+    quarantined_bytes: usize,
 }
 
 impl PartitionBatch {
+    /// An empty batch of `partition` from `first_offset` on.
+    fn starting(partition: i32, first_offset: i64) -> PartitionBatch {
+        PartitionBatch {
+            partition,
+            first_offset,
+            last_offset: first_offset - 1,
+            ..PartitionBatch::default()
+        }
+    }
+
+    /// The bytes it holds.
+    fn size(&self) -> usize {
+        self.staged.len() + self.quarantined_bytes
+    }
+
+    /// Closes the batch where it is, leaving an empty one that goes on from
+    /// the offset after its last.
+    fn cut(&mut self) -> PartitionBatch {
+        let next = PartitionBatch::starting(self.partition, self.last_offset + 1);
+        std::mem::replace(self, next)
+    }
+
     /// Adds one message: parsed and staged, or quarantined with why.
     fn take(
         &mut self,
@@ -195,6 +239,7 @@ impl PartitionBatch {
                 record,
             }),
             Err(reason) => {
+                self.quarantined_bytes += payload.len();
                 self.quarantined.push(QuarantinedMessage {
                     offset,
                     reason: reason.to_string(),
@@ -348,7 +393,6 @@ struct Polled {
     /// How long the group took to give them, and how long reading took.
     join_time: Duration,
     read_time: Duration,
-    partitions: BTreeMap<i32, PartitionBatch>,
     messages: usize,
     message_bytes: usize,
 }
@@ -408,15 +452,18 @@ fn kafka_time(message: &impl Message) -> Option<DateTime<Utc>> {
 }
 
 /// Reads one bounded batch (blocking: run it off the async threads). One
-/// thread polls the consumer while another parses and stages what it read.
+/// thread polls the consumer while another parses and stages what it read;
+/// each partition's batch goes to `staged` once it reaches its size bound,
+/// and the rest when reading ends.
 fn read_batch(
     consumer: LogConsumer,
     topic: &str,
     bounds: &Bounds,
     durable: &BTreeMap<i32, i64>,
+    staged: Sender<PartitionBatch>,
 ) -> Result<Polled, JobError> {
     std::thread::scope(|scope| {
-        let parser = Parser::start(scope, durable, bounds.limits)?;
+        let parser = Parser::start(scope, durable, bounds, staged)?;
         poll_batch(consumer, topic, bounds, durable, parser)
     })
 }
@@ -479,11 +526,13 @@ impl Chunk {
 }
 
 /// The parsing thread of a read: takes chunks of messages, parses and
-/// stages them by partition, and hands the emptied chunks back for reuse.
+/// stages them by partition, hands the emptied chunks back for reuse, and
+/// sends each partition's batch on once it is large enough, and every
+/// batch when reading ends.
 struct Parser<'scope> {
     full: SyncSender<Chunk>,
     empty: Receiver<Chunk>,
-    thread: ScopedJoinHandle<'scope, Result<BTreeMap<i32, PartitionBatch>, JobError>>,
+    thread: ScopedJoinHandle<'scope, Result<(), JobError>>,
 }
 
 impl<'scope> Parser<'scope> {
@@ -494,33 +543,46 @@ impl<'scope> Parser<'scope> {
     fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
         durable: &'env BTreeMap<i32, i64>,
-        limits: Limits,
+        bounds: &'env Bounds,
+        staged: Sender<PartitionBatch>,
     ) -> Result<Parser<'scope>, JobError> {
         let (full, chunks) = mpsc::sync_channel::<Chunk>(Parser::QUEUED);
         let (give_back, empty) = mpsc::sync_channel::<Chunk>(Parser::QUEUED + 2);
+        let send = move |batch: PartitionBatch| {
+            staged
+                .blocking_send(batch)
+                .map_err(|_| JobError::Failed("the staged batches' writer stopped".to_owned()))
+        };
         let parse = move || {
             let mut partitions: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
             for mut chunk in chunks {
                 for m in &chunk.messages {
-                    let batch = partitions
-                        .entry(m.partition)
-                        .or_insert_with(|| PartitionBatch {
-                            first_offset: durable.get(&m.partition).copied().unwrap_or(m.offset),
-                            ..PartitionBatch::default()
-                        });
+                    let batch = partitions.entry(m.partition).or_insert_with(|| {
+                        let first = durable.get(&m.partition).copied().unwrap_or(m.offset);
+                        PartitionBatch::starting(m.partition, first)
+                    });
                     let source = Source {
                         key: m.key.clone().map(|key| &chunk.bytes[key]),
                         kafka_timestamp: m.kafka_timestamp,
                     };
                     let payload = &chunk.bytes[m.payload.clone()];
-                    batch.take(m.partition, m.offset, payload, &source, &limits)?;
+                    batch.take(m.partition, m.offset, payload, &source, &bounds.limits)?;
+                    if batch.size() >= bounds.max_object_bytes {
+                        send(batch.cut())?;
+                    }
                 }
                 chunk.clear();
                 // The reader may have stopped taking chunks back; this one
                 // is then dropped.
                 let _ = give_back.try_send(chunk);
             }
-            Ok(partitions)
+            for batch in partitions.into_values() {
+                // A batch cut at the last message read holds nothing.
+                if batch.last_offset >= batch.first_offset {
+                    send(batch)?;
+                }
+            }
+            Ok(())
         };
         let thread = std::thread::Builder::new()
             .name("rtmas-parse".to_owned())
@@ -543,9 +605,9 @@ impl<'scope> Parser<'scope> {
         self.full.send(std::mem::replace(chunk, next)).is_ok()
     }
 
-    /// Waits for the parser to finish what it was given; its batches by
-    /// partition.
-    fn finish(self) -> Result<BTreeMap<i32, PartitionBatch>, JobError> {
+    /// Waits for the parser to finish what it was given and send its last
+    /// batches.
+    fn finish(self) -> Result<(), JobError> {
         drop(self.full);
         self.thread
             .join()
@@ -566,7 +628,6 @@ fn poll_batch(
     let mut chunk = Chunk::default();
     let mut polled = Polled {
         consumer,
-        partitions: BTreeMap::new(),
         notes: Vec::new(),
         assigned: BTreeSet::new(),
         join_time: Duration::ZERO,
@@ -725,7 +786,7 @@ fn poll_batch(
         }
     }
     parser.hand_over(&mut chunk);
-    polled.partitions = parser.finish()?;
+    parser.finish()?;
     polled.read_time = started.elapsed().saturating_sub(polled.join_time);
     Ok(polled)
 }
@@ -784,6 +845,9 @@ fn track_assignment(
 /// does with `params`; `note` gets the lines for the try's log. Returns
 /// the try's result.
 ///
+/// Staged objects are written and recorded, in offset order for each
+/// partition, while reading goes on.
+///
 /// Fails when Kafka, the object store or the metadata store fails; what was
 /// recorded before stays recorded.
 pub async fn consume_once(
@@ -807,82 +871,47 @@ pub async fn consume_once(
         params.group.clone(),
         params.topic.clone(),
     );
-    let polled = tokio::task::spawn_blocking(move || {
+    let (staged, mut to_record) = tokio::sync::mpsc::channel::<PartitionBatch>(2);
+    let reader = tokio::task::spawn_blocking(move || {
         let consumer = new_consumer(&brokers, &group, &topic)?;
-        read_batch(consumer, &topic, &bounds, &durable)
-    })
-    .await
-    .map_err(|err| JobError::Failed(format!("the batch reader stopped: {err}")))??;
+        read_batch(consumer, &topic, &bounds, &durable, staged)
+    });
+    let mut recorder = Recorder {
+        store,
+        storage: &storage,
+        topic: &params.topic,
+        note,
+        summary: Vec::new(),
+        next_offsets: BTreeMap::new(),
+    };
+    let mut recorded = Ok(());
+    while let Some(batch) = to_record.recv().await {
+        recorded = recorder.record(batch).await;
+        if recorded.is_err() {
+            break;
+        }
+    }
+    // The reader stops at its next batch when this fails.
+    drop(to_record);
+    let polled = reader
+        .await
+        .map_err(|err| JobError::Failed(format!("the batch reader stopped: {err}")))?;
+    recorded?;
+    let polled = polled?;
+    let Recorder {
+        summary,
+        next_offsets,
+        ..
+    } = recorder;
+    let mut commit = TopicPartitionList::new();
+    for (partition, next) in next_offsets {
+        let _ = commit.add_partition_offset(&params.topic, partition, Offset::Offset(next));
+    }
     let consumer = polled.consumer;
     for line in &polled.notes {
         note(line.clone());
     }
 
-    let mut summary = Vec::new();
-    let mut commit = TopicPartitionList::new();
-    for (partition, batch) in polled.partitions {
-        let staged = StagedBatch {
-            topic: params.topic.clone(),
-            partition,
-            first_offset: batch.first_offset,
-            last_offset: batch.last_offset,
-        };
-        let object = (batch.records > 0).then(|| staged.name());
-        let bytes = batch.staged.len() as i64;
-        if let Some(name) = &object {
-            storage
-                .store
-                .put(&storage.path(name), PutPayload::from(batch.staged))
-                .await
-                .map_err(|err| JobError::Failed(format!("cannot stage {name}: {err}")))?;
-        }
-        let quarantined = batch.quarantined.len();
-        let new = NewBatch {
-            topic: params.topic.clone(),
-            partition,
-            first_offset: batch.first_offset,
-            last_offset: batch.last_offset,
-            object,
-            records: batch.records,
-            bytes,
-            hours: batch.hours.into_iter().collect(),
-            quarantined: batch.quarantined,
-            metrics: batch
-                .metrics
-                .into_values()
-                .flat_map(BTreeMap::into_values)
-                .collect(),
-        };
-        let recorded = store
-            .record_batch(&new, Utc::now())
-            .await
-            .map_err(|err| JobError::Failed(format!("cannot record the batch: {err}")))?;
-        if recorded {
-            note(format!(
-                "partition {partition}: offsets {}..={} staged: {} records, {} quarantined",
-                new.first_offset, new.last_offset, new.records, quarantined
-            ));
-            let _ = commit.add_partition_offset(
-                &params.topic,
-                partition,
-                Offset::Offset(new.last_offset + 1),
-            );
-        } else {
-            note(format!(
-                "partition {partition}: offsets {}..={} were recorded by another consumer; \
-                     this batch is dropped",
-                new.first_offset, new.last_offset
-            ));
-        }
-        summary.push(serde_json::json!({
-            "partition": partition,
-            "first_offset": new.first_offset,
-            "last_offset": new.last_offset,
-            "records": new.records,
-            "quarantined": quarantined,
-            "recorded": recorded,
-        }));
-    }
     // Committing and leaving the group wait for the broker: off the async
     // threads.
     let committed = tokio::task::spawn_blocking(move || {
@@ -912,8 +941,88 @@ pub async fn consume_once(
         "read_seconds": polled.read_time.as_secs_f64(),
         "messages": polled.messages,
         "bytes": polled.message_bytes,
-        "partitions": summary,
+        "batches": summary,
     }))
+}
+
+/// Writes and records a try's batches as they come, and keeps what the
+/// try's result and Kafka's committed offsets say of them.
+struct Recorder<'a> {
+    store: &'a Store,
+    storage: &'a storage::Storage,
+    topic: &'a str,
+    note: &'a (dyn Fn(String) + Sync),
+    summary: Vec<serde_json::Value>,
+    /// By partition, the offset after the last batch recorded.
+    next_offsets: BTreeMap<i32, i64>,
+}
+
+impl Recorder<'_> {
+    /// Writes the batch's staged object, then records the batch, its
+    /// quarantined messages and metrics, unless another consumer recorded
+    /// its offsets first.
+    async fn record(&mut self, batch: PartitionBatch) -> Result<(), JobError> {
+        let partition = batch.partition;
+        let staged = StagedBatch {
+            topic: self.topic.to_owned(),
+            partition,
+            first_offset: batch.first_offset,
+            last_offset: batch.last_offset,
+        };
+        let object = (batch.records > 0).then(|| staged.name());
+        let bytes = batch.staged.len() as i64;
+        if let Some(name) = &object {
+            self.storage
+                .store
+                .put(&self.storage.path(name), PutPayload::from(batch.staged))
+                .await
+                .map_err(|err| JobError::Failed(format!("cannot stage {name}: {err}")))?;
+        }
+        let quarantined = batch.quarantined.len();
+        let new = NewBatch {
+            topic: self.topic.to_owned(),
+            partition,
+            first_offset: batch.first_offset,
+            last_offset: batch.last_offset,
+            object,
+            records: batch.records,
+            bytes,
+            hours: batch.hours.into_iter().collect(),
+            quarantined: batch.quarantined,
+            metrics: batch
+                .metrics
+                .into_values()
+                .flat_map(BTreeMap::into_values)
+                .collect(),
+        };
+        let recorded = self
+            .store
+            .record_batch(&new, Utc::now())
+            .await
+            .map_err(|err| JobError::Failed(format!("cannot record the batch: {err}")))?;
+        if recorded {
+            (self.note)(format!(
+                "partition {partition}: offsets {}..={} staged: {} records, {} quarantined",
+                new.first_offset, new.last_offset, new.records, quarantined
+            ));
+            self.next_offsets.insert(partition, new.last_offset + 1);
+        } else {
+            (self.note)(format!(
+                "partition {partition}: offsets {}..={} were recorded by another consumer; \
+                 this batch is dropped",
+                new.first_offset, new.last_offset
+            ));
+        }
+        self.summary.push(serde_json::json!({
+            "partition": partition,
+            "first_offset": new.first_offset,
+            "last_offset": new.last_offset,
+            "records": new.records,
+            "quarantined": quarantined,
+            "recorded": recorded,
+        }));
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -949,8 +1058,90 @@ mod tests {
             .collect()
     }
 
+    fn bounds(max_object_bytes: usize) -> Bounds {
+        Bounds {
+            max_records: usize::MAX,
+            max_bytes: usize::MAX,
+            max_object_bytes,
+            max_wait: Duration::from_secs(1),
+            join_timeout: Duration::from_secs(1),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The batches the parsing thread sends for `messages`, handed over in
+    /// chunks of many sizes.
+    fn through_parser(
+        messages: &[Message],
+        durable: &BTreeMap<i32, i64>,
+        bounds: &Bounds,
+        time: Option<DateTime<Utc>>,
+    ) -> Vec<PartitionBatch> {
+        let (staged, mut received) = tokio::sync::mpsc::channel(2);
+        std::thread::scope(|scope| {
+            let collector = scope.spawn(move || {
+                let mut batches = Vec::new();
+                while let Some(batch) = received.blocking_recv() {
+                    batches.push(batch);
+                }
+                batches
+            });
+            let parser = Parser::start(scope, durable, bounds, staged).expect("start");
+            let mut chunk = Chunk::default();
+            for (i, (partition, offset, key, payload)) in messages.iter().enumerate() {
+                chunk.push(*partition, *offset, time, key.as_deref(), payload);
+                // The last chunk is left for `finish`.
+                if (i % 97 == 0 || chunk.is_full()) && i + 1 < messages.len() {
+                    assert!(parser.hand_over(&mut chunk), "the parser stopped");
+                    assert!(chunk.messages.is_empty() && chunk.bytes.is_empty());
+                }
+            }
+            assert!(parser.hand_over(&mut chunk));
+            parser.finish().expect("parse");
+            collector.join().expect("collector")
+        })
+    }
+
+    /// What a batch holds besides its offsets, for comparing batches cut
+    /// differently.
+    #[derive(Debug, Default, PartialEq)]
+    struct Contents {
+        staged: Vec<u8>,
+        records: i32,
+        hours: BTreeMap<DateTime<Utc>, i32>,
+        quarantined: Vec<(i64, String, Vec<u8>)>,
+        levels: BTreeMap<(DateTime<Utc>, String), [i64; 7]>,
+        latencies: BTreeMap<(DateTime<Utc>, String), usize>,
+    }
+
+    impl Contents {
+        fn add(&mut self, batch: &PartitionBatch) {
+            self.staged.extend_from_slice(&batch.staged);
+            self.records += batch.records;
+            for (hour, n) in &batch.hours {
+                *self.hours.entry(*hour).or_default() += n;
+            }
+            self.quarantined.extend(
+                batch
+                    .quarantined
+                    .iter()
+                    .map(|q| (q.offset, q.reason.clone(), q.payload.clone())),
+            );
+            for (minute, services) in &batch.metrics {
+                for (service, m) in services {
+                    let key = (*minute, service.clone());
+                    let levels = self.levels.entry(key.clone()).or_default();
+                    for (total, n) in levels.iter_mut().zip(m.levels) {
+                        *total += n;
+                    }
+                    *self.latencies.entry(key).or_default() += m.latency.count();
+                }
+            }
+        }
+    }
+
     #[test]
-    fn the_parsing_thread_stages_what_one_thread_would() {
+    fn the_parsing_thread_stages_what_one_thread_would_in_objects_of_the_bound() {
         let messages = messages();
         let durable = BTreeMap::from([(1, 100)]);
         let limits = Limits::default();
@@ -958,12 +1149,10 @@ mod tests {
 
         let mut expected: BTreeMap<i32, PartitionBatch> = BTreeMap::new();
         for (partition, offset, key, payload) in &messages {
-            let batch = expected
-                .entry(*partition)
-                .or_insert_with(|| PartitionBatch {
-                    first_offset: durable.get(partition).copied().unwrap_or(*offset),
-                    ..PartitionBatch::default()
-                });
+            let batch = expected.entry(*partition).or_insert_with(|| {
+                let first = durable.get(partition).copied().unwrap_or(*offset);
+                PartitionBatch::starting(*partition, first)
+            });
             let source = Source {
                 key: key.as_deref(),
                 kafka_timestamp: time,
@@ -973,51 +1162,60 @@ mod tests {
                 .expect("take");
         }
 
-        let got = std::thread::scope(|scope| {
-            let parser = Parser::start(scope, &durable, limits).expect("start");
-            let mut chunk = Chunk::default();
-            for (i, (partition, offset, key, payload)) in messages.iter().enumerate() {
-                chunk.push(*partition, *offset, time, key.as_deref(), payload);
-                // Chunks of many sizes, the last one left for `finish`.
-                if (i % 97 == 0 || chunk.is_full()) && i + 1 < messages.len() {
-                    assert!(parser.hand_over(&mut chunk), "the parser stopped");
-                    assert!(chunk.messages.is_empty() && chunk.bytes.is_empty());
-                }
+        for max_object_bytes in [usize::MAX, 64 * 1024, 1] {
+            let got = through_parser(&messages, &durable, &bounds(max_object_bytes), time);
+            let mut by_partition: BTreeMap<i32, Vec<&PartitionBatch>> = BTreeMap::new();
+            for batch in &got {
+                by_partition.entry(batch.partition).or_default().push(batch);
             }
-            assert!(parser.hand_over(&mut chunk));
-            parser.finish().expect("parse")
-        });
-
-        assert_eq!(got.keys().collect::<Vec<_>>(), [&0, &1, &2]);
-        for (partition, want) in &expected {
-            let have = &got[partition];
+            assert_eq!(by_partition.keys().collect::<Vec<_>>(), [&0, &1, &2]);
+            for (partition, want) in &expected {
+                let batches = &by_partition[partition];
+                let what = format!("partition {partition}, bound {max_object_bytes}");
+                // In offset order, each from the offset after the last.
+                assert_eq!(batches[0].first_offset, want.first_offset, "{what}");
+                assert_eq!(
+                    batches.last().unwrap().last_offset,
+                    want.last_offset,
+                    "{what}"
+                );
+                for pair in batches.windows(2) {
+                    assert_eq!(pair[1].first_offset, pair[0].last_offset + 1, "{what}");
+                }
+                for batch in batches {
+                    assert!(batch.last_offset >= batch.first_offset, "{what}");
+                    // Only the last can be short of the bound; none is over
+                    // it by more than its last message.
+                    assert!(
+                        batch.size() < max_object_bytes.saturating_add(4096),
+                        "{what}"
+                    );
+                }
+                for batch in &batches[..batches.len() - 1] {
+                    assert!(batch.size() >= max_object_bytes, "{what}");
+                }
+                match max_object_bytes {
+                    usize::MAX => assert_eq!(batches.len(), 1, "{what}"),
+                    1 => assert_eq!(
+                        batches.len(),
+                        messages.iter().filter(|m| m.0 == *partition).count(),
+                        "{what}: a batch per message"
+                    ),
+                    _ => assert!(batches.len() > 3, "{what}: {} batches", batches.len()),
+                }
+                let mut have = Contents::default();
+                for batch in batches {
+                    have.add(batch);
+                }
+                let mut whole = Contents::default();
+                whole.add(want);
+                assert!(whole.records > 0 && !whole.quarantined.is_empty());
+                assert_eq!(have, whole, "{what}");
+            }
             assert_eq!(
-                have.first_offset, want.first_offset,
-                "partition {partition}"
+                by_partition[&1][0].first_offset, 100,
+                "from the durable offset"
             );
-            assert_eq!(have.last_offset, want.last_offset, "partition {partition}");
-            assert_eq!(have.records, want.records, "partition {partition}");
-            assert!(have.records > 0 && !have.quarantined.is_empty());
-            assert_eq!(have.staged, want.staged, "partition {partition}");
-            assert_eq!(have.hours, want.hours, "partition {partition}");
-            let offsets = |b: &PartitionBatch| -> Vec<(i64, String, Vec<u8>)> {
-                b.quarantined
-                    .iter()
-                    .map(|q| (q.offset, q.reason.clone(), q.payload.clone()))
-                    .collect()
-            };
-            assert_eq!(offsets(have), offsets(want), "partition {partition}");
-            let counts = |b: &PartitionBatch| -> Vec<(String, [i64; 7])> {
-                b.metrics
-                    .values()
-                    .flat_map(|m| m.iter().map(|(s, m)| (s.clone(), m.levels)))
-                    .collect()
-            };
-            assert_eq!(counts(have), counts(want), "partition {partition}");
         }
-        assert_eq!(
-            got[&1].first_offset, 100,
-            "partition 1 starts at its durable offset"
-        );
     }
 }
