@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`anomaly`]: the `anomaly_scan` kind, which raises and resolves alerts
+//!   from the log metrics.
 //! - [`logs`]: log records and reading Kafka messages (JSON, logfmt, plain
 //!   text) into them, with a reason for those that cannot be read.
 //! - [`registry`]: the job kinds a worker knows, by name; later kinds plug
@@ -17,6 +19,7 @@
 //! - [`worker`]: the worker runtime over apalis, with a concurrency limit
 //!   and a graceful stop.
 
+pub mod anomaly;
 pub mod batch;
 pub mod command;
 pub mod logs;

@@ -65,11 +65,13 @@ impl Registry {
     }
 
     /// The built-in kinds and the log pipeline's (`kafka_consume`,
-    /// `compact`), on the brokers and object store of `settings`.
+    /// `compact`, on the brokers and object store of `settings`, and
+    /// `anomaly_scan`).
     pub fn standard(settings: &PipelineSettings) -> Registry {
         let mut registry = Registry::builtin();
         registry.register(Arc::new(KafkaConsume::new(settings.clone())));
         registry.register(Arc::new(Compact::new(settings.clone())));
+        registry.register(Arc::new(crate::anomaly::AnomalyScan));
         registry
     }
 
