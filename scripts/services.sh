@@ -55,6 +55,17 @@ ensure_moto() {
     python3 -m pip install --quiet 'moto[server]' boto3 pyarrow
 }
 
+# aiosmtpd, the SMTP server the notification tests send alert emails to.
+# Each test starts its own on a free loopback port, writing what it gets to
+# a Maildir; this only makes sure it is installed.
+ensure_aiosmtpd() {
+    if python3 -c 'import aiosmtpd' 2>/dev/null; then
+        return
+    fi
+    log "installing aiosmtpd (pip)"
+    python3 -m pip install --quiet aiosmtpd
+}
+
 # Drops the databases earlier test runs left behind (each test makes one,
 # named rtmas_t_…). Run before the suite, not during it.
 drop_test_databases() {

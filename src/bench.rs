@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
-use rtmas_jobs::{Registry, WorkerConfig};
+use rtmas_jobs::WorkerConfig;
 use rtmas_scheduler::backfill;
 use rtmas_scheduler::clock::SystemClock;
 use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
@@ -263,11 +263,7 @@ async fn schedule_bench(
         poll_interval: config.worker.poll_interval,
         heartbeat_interval: config.worker.heartbeat_interval,
     };
-    services.spawn_worker(
-        connect(config).await?,
-        Registry::standard(&config.pipeline()?),
-        worker,
-    );
+    services.spawn_worker(connect(config).await?, config.registry()?, worker);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(ticks as u64 * 3 + 30);
     let runs = loop {
         let runs = store.list_runs(&ticking, ticks as i64 + 1).await?;
@@ -332,11 +328,7 @@ async fn scheduler_bench(
             poll_interval: config.worker.poll_interval,
             heartbeat_interval: config.worker.heartbeat_interval,
         };
-        services.spawn_worker(
-            connect(config).await?,
-            Registry::standard(&config.pipeline()?),
-            worker,
-        );
+        services.spawn_worker(connect(config).await?, config.registry()?, worker);
     }
 
     let mut latencies_ms = Vec::new();
@@ -460,7 +452,7 @@ async fn synced_scheduler(
 ) -> anyhow::Result<Scheduler> {
     let mut scheduler = Scheduler::new(
         store.clone(),
-        Arc::new(Registry::standard(&config.pipeline()?)),
+        Arc::new(config.registry()?),
         Arc::new(SystemClock),
         SchedulerConfig {
             dags_dir: dags.to_owned(),

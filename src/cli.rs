@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
-use rtmas_jobs::{Registry, WorkerConfig, run_worker};
+use rtmas_jobs::{WorkerConfig, run_worker};
 use rtmas_scheduler::clock::SystemClock;
 use rtmas_scheduler::dag::load_dag_folder;
 use rtmas_scheduler::scheduler::{Scheduler, SchedulerConfig};
@@ -179,7 +179,7 @@ pub async fn scheduler(config: &Config) -> anyhow::Result<()> {
     let store = connect(config).await?;
     let scheduler = Scheduler::new(
         store,
-        Arc::new(Registry::standard(&config.pipeline()?)),
+        Arc::new(config.registry()?),
         Arc::new(SystemClock),
         scheduler_config(config),
     );
@@ -196,21 +196,16 @@ pub async fn worker(
 ) -> anyhow::Result<()> {
     let store = connect(config).await?;
     let worker = worker_config(config, concurrency, name);
-    run_worker(
-        store,
-        Registry::standard(&config.pipeline()?),
-        worker,
-        shutdown_signal(),
-    )
-    .await
-    .context("worker failed")
+    run_worker(store, config.registry()?, worker, shutdown_signal())
+        .await
+        .context("worker failed")
 }
 
 pub async fn dags(config: &Config, command: DagsCommand) -> anyhow::Result<ExitCode> {
     match command {
         DagsCommand::Validate { dir, json } => {
             let dir = dir.unwrap_or_else(|| config.dags_dir.clone());
-            let folder = load_dag_folder(&dir, &Registry::standard(&config.pipeline()?))
+            let folder = load_dag_folder(&dir, &config.registry()?)
                 .with_context(|| format!("failed to read DAG folder {}", dir.display()))?;
             if json {
                 let errors: Vec<_> = folder

@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use rtmas_jobs::Registry;
 use rtmas_jobs::logs::PipelineSettings;
+use rtmas_jobs::notify::{EmailSettings, EmailTransport, NotifySettings};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// The whole configuration.
@@ -32,6 +34,39 @@ pub struct Config {
     pub worker: WorkerSection,
     /// Web server settings.
     pub web: WebSection,
+    /// Where alert notifications go.
+    pub notify: NotifySection,
+}
+
+/// `[notify]` settings: the channels the `alert_notify` kind sends alerts'
+/// starts and ends to. Email is on when `email_to` names anyone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySection {
+    /// The SMTP server: `smtps://user:pass@host:465`,
+    /// `smtp://host:587?tls=required`, or `smtp://host:25` (unencrypted).
+    pub smtp_url: Option<String>,
+    /// A folder alert emails are written to as `.eml` files instead, when
+    /// no `smtp_url` is set.
+    pub email_outbox: Option<PathBuf>,
+    /// The sender of alert emails.
+    pub email_from: String,
+    /// The recipients of alert emails.
+    pub email_to: Vec<String>,
+    /// A Slack incoming-webhook URL.
+    pub slack_webhook_url: Option<String>,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        NotifySection {
+            smtp_url: None,
+            email_outbox: None,
+            email_from: "RTMAS <rtmas@localhost>".to_owned(),
+            email_to: Vec::new(),
+            slack_webhook_url: None,
+        }
+    }
 }
 
 /// How log lines are written.
@@ -112,6 +147,7 @@ impl Default for Config {
             scheduler: SchedulerSection::default(),
             worker: WorkerSection::default(),
             web: WebSection::default(),
+            notify: NotifySection::default(),
         }
     }
 }
@@ -191,6 +227,39 @@ impl Config {
         })
     }
 
+    /// Where the `alert_notify` kind sends alerts.
+    ///
+    /// Fails when email has recipients but neither a server nor an outbox.
+    pub fn notify(&self) -> anyhow::Result<NotifySettings> {
+        let n = &self.notify;
+        let email = if n.email_to.is_empty() {
+            None
+        } else {
+            let transport = match (&n.smtp_url, &n.email_outbox) {
+                (Some(url), _) => EmailTransport::Smtp(url.clone()),
+                (None, Some(dir)) => EmailTransport::Outbox(dir.clone()),
+                (None, None) => anyhow::bail!(
+                    "`notify.email_to` is set but neither `notify.smtp_url` nor \
+                     `notify.email_outbox` says how to send"
+                ),
+            };
+            Some(EmailSettings {
+                transport,
+                from: n.email_from.clone(),
+                to: n.email_to.clone(),
+            })
+        };
+        Ok(NotifySettings {
+            email,
+            slack_webhook: n.slack_webhook_url.clone(),
+        })
+    }
+
+    /// The job kinds of a worker (and, for checking DAGs, the scheduler).
+    pub fn registry(&self) -> anyhow::Result<Registry> {
+        Ok(Registry::standard(&self.pipeline()?, &self.notify()?))
+    }
+
     /// The web server's settings.
     pub fn web_config(&self) -> rtmas_web::WebConfig {
         rtmas_web::WebConfig {
@@ -254,6 +323,35 @@ mod tests {
             assert_eq!(config.worker.concurrency, 5);
             assert_eq!(config.worker.grace_period, Duration::from_secs(60));
             assert_eq!(config.database_url().unwrap(), "postgres://db/rtmas");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn notify_channels_come_from_the_section_and_email_needs_a_way_to_send() {
+        Jail::expect_with(|jail| {
+            let none = Config::load(None)
+                .expect("defaults")
+                .notify()
+                .expect("notify");
+            assert!(none.email.is_none() && none.slack_webhook.is_none());
+
+            jail.create_file(
+                "rtmas.toml",
+                "[notify]\nemail_to = [\"oncall@example.com\"]\n",
+            )?;
+            let err = format!("{:#}", Config::load(None).unwrap().notify().unwrap_err());
+            assert!(err.contains("`notify.smtp_url`"), "{err}");
+
+            jail.set_env("RTMAS_NOTIFY__SMTP_URL", "smtp://relay:25");
+            jail.set_env("RTMAS_NOTIFY__SLACK_WEBHOOK_URL", "http://hooks/x");
+            let notify = Config::load(None).unwrap().notify().expect("notify");
+            let email = notify.email.expect("email");
+            assert!(
+                matches!(email.transport, EmailTransport::Smtp(ref u) if u == "smtp://relay:25")
+            );
+            assert_eq!(email.to, ["oncall@example.com"]);
+            assert_eq!(notify.slack_webhook.as_deref(), Some("http://hooks/x"));
             Ok(())
         });
     }

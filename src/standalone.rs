@@ -1,11 +1,11 @@
 //! `rtmas standalone`: scheduler, worker and web server in one process on a
-//! SQLite file, for a first look and for development.
+//! SQLite file, with alert emails written to an outbox folder, for a first
+//! look and for development.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use rtmas_jobs::Registry;
 use rtmas_scheduler::clock::SystemClock;
 use rtmas_scheduler::scheduler::Scheduler;
 
@@ -29,6 +29,13 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
             .map_err(|()| anyhow::anyhow!("{} is not an absolute path", folder.display()))?;
         config.store_url = Some(url.to_string());
     }
+    // Alert emails go to an outbox folder unless a mail server is set.
+    if config.notify.smtp_url.is_none() && config.notify.email_outbox.is_none() {
+        config.notify.email_outbox = Some(data_dir.join("outbox"));
+        if config.notify.email_to.is_empty() {
+            config.notify.email_to = vec!["admin@localhost".to_owned()];
+        }
+    }
     let store = connect(&config).await?;
     crate::users::ensure_first_admin(&store).await?;
     let listener = crate::users::bind(&config).await?;
@@ -37,7 +44,7 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
     let mut services = Services::new();
     services.spawn_scheduler(Scheduler::new(
         store.clone(),
-        Arc::new(Registry::standard(&config.pipeline()?)),
+        Arc::new(config.registry()?),
         Arc::new(SystemClock),
         scheduler_config(&config),
     ));
@@ -47,7 +54,7 @@ pub async fn run(mut config: Config, data_dir: &Path) -> anyhow::Result<()> {
     );
     services.spawn_worker(
         store,
-        Registry::standard(&config.pipeline()?),
+        config.registry()?,
         worker_config(&config, None, Some("standalone".to_owned())),
     );
     shutdown_signal().await;

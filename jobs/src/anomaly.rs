@@ -331,6 +331,25 @@ fn percent(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
 }
 
+/// What a condition came to.
+enum Judged {
+    /// Too few records to tell.
+    Unknown,
+    Clear,
+    Firing(&'static str),
+}
+
+impl Judged {
+    /// Firing when `fires`, critical when `critical` too.
+    fn of(fires: bool, critical: bool) -> Judged {
+        match (fires, critical) {
+            (false, _) => Judged::Clear,
+            (true, true) => Judged::Firing("critical"),
+            (true, false) => Judged::Firing("warning"),
+        }
+    }
+}
+
 /// Judges every service of `rows` (the metrics of `span`) by `params`' rules.
 pub fn judge(rows: &[MetricRow], span: &Span, params: &ScanParams) -> Vec<Verdict> {
     let mut by_service: BTreeMap<&str, Vec<&MetricRow>> = BTreeMap::new();
@@ -342,54 +361,54 @@ pub fn judge(rows: &[MetricRow], span: &Span, params: &ScanParams) -> Vec<Verdic
     for (service, rows) in by_service {
         let base = Figures::of(&rows, span.baseline_start, span.window_start);
         let now = Figures::of(&rows, span.window_start, span.window_end);
-        let verdict = |condition, state, severity, summary: String, details| Verdict {
-            service: service.to_owned(),
-            condition,
-            state,
-            severity,
-            summary: format!("{service}: {summary}"),
-            details,
+        let mut push = |condition, judged, summary: String, details| {
+            let (state, severity) = match judged {
+                Judged::Unknown => ("unknown", None),
+                Judged::Clear => ("clear", None),
+                Judged::Firing(severity) => ("firing", Some(severity)),
+            };
+            verdicts.push(Verdict {
+                service: service.to_owned(),
+                condition,
+                state,
+                severity,
+                summary: format!("{service}: {summary}"),
+                details,
+            });
         };
 
         // Error rate.
         let rule = &params.error_rate;
         let (rate, usual) = (now.error_rate(), base.usual_error_rate());
         let threshold = rule.min_rate.max(rule.factor * usual);
-        let details = serde_json::json!({
-            "window_records": now.total, "window_errors": now.errors,
-            "window_rate": rate, "baseline_rate": usual, "threshold": threshold,
-        });
-        let summary = format!(
-            "error rate {} over {window_minutes} min (usually {})",
-            percent(rate),
-            percent(usual)
-        );
-        verdicts.push(if now.total < rule.min_records {
-            verdict(Condition::ErrorRateSpike, "unknown", None, summary, details)
-        } else if rate >= threshold {
-            let severity = if rate >= 2.0 * threshold {
-                "critical"
-            } else {
-                "warning"
-            };
-            verdict(
-                Condition::ErrorRateSpike,
-                "firing",
-                Some(severity),
-                summary,
-                details,
-            )
+        let judged = if now.total < rule.min_records {
+            Judged::Unknown
         } else {
-            verdict(Condition::ErrorRateSpike, "clear", None, summary, details)
-        });
+            Judged::of(rate >= threshold, rate >= 2.0 * threshold)
+        };
+        push(
+            Condition::ErrorRateSpike,
+            judged,
+            format!(
+                "error rate {} over {window_minutes} min (usually {})",
+                percent(rate),
+                percent(usual)
+            ),
+            serde_json::json!({
+                "window_records": now.total, "window_errors": now.errors,
+                "window_rate": rate, "baseline_rate": usual, "threshold": threshold,
+            }),
+        );
 
         // Volume.
         let rule = &params.volume;
         let per_minute: Vec<f64> = base.per_minute.iter().map(|&n| n as f64).collect();
         let expected = median(&per_minute).unwrap_or(0.0) * window_minutes as f64;
-        let details = serde_json::json!({
-            "window_records": now.total, "expected": expected, "ratio": rule.ratio,
-        });
+        let judged = if expected < rule.min_expected {
+            Judged::Unknown
+        } else {
+            Judged::of((now.total as f64) < rule.ratio * expected, now.total == 0)
+        };
         let summary = if now.total == 0 {
             format!("no records for {window_minutes} min (about {expected:.0} expected)")
         } else {
@@ -398,61 +417,34 @@ pub fn judge(rows: &[MetricRow], span: &Span, params: &ScanParams) -> Vec<Verdic
                 now.total
             )
         };
-        verdicts.push(if expected < rule.min_expected {
-            verdict(Condition::VolumeDrop, "unknown", None, summary, details)
-        } else if (now.total as f64) < rule.ratio * expected {
-            let severity = if now.total == 0 {
-                "critical"
-            } else {
-                "warning"
-            };
-            verdict(
-                Condition::VolumeDrop,
-                "firing",
-                Some(severity),
-                summary,
-                details,
-            )
-        } else {
-            verdict(Condition::VolumeDrop, "clear", None, summary, details)
-        });
+        push(
+            Condition::VolumeDrop,
+            judged,
+            summary,
+            serde_json::json!({
+                "window_records": now.total, "expected": expected, "ratio": rule.ratio,
+            }),
+        );
 
         // Latency.
         let rule = &params.latency;
         let (p95, usual) = (median(&now.p95s), median(&base.p95s));
-        let details = serde_json::json!({
-            "window_p95_ms": p95, "baseline_p95_ms": usual,
-            "window_latency_records": now.latency_count, "factor": rule.factor,
-        });
-        let verdict_latency = match (p95, usual) {
-            (Some(p95), Some(usual)) if now.latency_count >= rule.min_records => {
-                let summary = format!("p95 latency {p95:.0} ms (usually {usual:.0} ms)");
-                if p95 >= rule.factor * usual {
-                    let severity = if p95 >= 2.0 * rule.factor * usual {
-                        "critical"
-                    } else {
-                        "warning"
-                    };
-                    verdict(
-                        Condition::LatencyOutlier,
-                        "firing",
-                        Some(severity),
-                        summary,
-                        details,
-                    )
-                } else {
-                    verdict(Condition::LatencyOutlier, "clear", None, summary, details)
-                }
-            }
-            _ => verdict(
-                Condition::LatencyOutlier,
-                "unknown",
-                None,
-                "too few latencies to judge".to_owned(),
-                details,
+        let (judged, summary) = match (p95, usual) {
+            (Some(p95), Some(usual)) if now.latency_count >= rule.min_records => (
+                Judged::of(p95 >= rule.factor * usual, p95 >= 2.0 * rule.factor * usual),
+                format!("p95 latency {p95:.0} ms (usually {usual:.0} ms)"),
             ),
+            _ => (Judged::Unknown, "too few latencies to judge".to_owned()),
         };
-        verdicts.push(verdict_latency);
+        push(
+            Condition::LatencyOutlier,
+            judged,
+            summary,
+            serde_json::json!({
+                "window_p95_ms": p95, "baseline_p95_ms": usual,
+                "window_latency_records": now.latency_count, "factor": rule.factor,
+            }),
+        );
     }
     verdicts
 }

@@ -7,6 +7,8 @@
 //!   from the log metrics.
 //! - [`logs`]: log records and reading Kafka messages (JSON, logfmt, plain
 //!   text) into them, with a reason for those that cannot be read.
+//! - [`notify`]: the `alert_notify` kind, which sends alerts' starts and
+//!   ends by email and to Slack.
 //! - [`registry`]: the job kinds a worker knows, by name; later kinds plug
 //!   in here.
 //! - [`batch`]: claims and endings of tries, batched into shared statements.
@@ -23,6 +25,7 @@ pub mod anomaly;
 pub mod batch;
 pub mod command;
 pub mod logs;
+pub mod notify;
 pub mod registry;
 pub mod storage;
 pub mod tasklog;

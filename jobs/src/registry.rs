@@ -10,6 +10,7 @@ use rtmas_scheduler::store::Store;
 use crate::logs::PipelineSettings;
 use crate::logs::compact::Compact;
 use crate::logs::consume::KafkaConsume;
+use crate::notify::{AlertNotify, NotifySettings};
 use crate::tasklog::TaskLog;
 
 /// Why a try failed.
@@ -64,14 +65,15 @@ impl Registry {
         registry
     }
 
-    /// The built-in kinds and the log pipeline's (`kafka_consume`,
-    /// `compact`, on the brokers and object store of `settings`, and
-    /// `anomaly_scan`).
-    pub fn standard(settings: &PipelineSettings) -> Registry {
+    /// The built-in kinds, the log pipeline's (`kafka_consume`, `compact`,
+    /// on the brokers and object store of `settings`), and the alerts'
+    /// (`anomaly_scan`, and `alert_notify` to the channels of `notify`).
+    pub fn standard(settings: &PipelineSettings, notify: &NotifySettings) -> Registry {
         let mut registry = Registry::builtin();
         registry.register(Arc::new(KafkaConsume::new(settings.clone())));
         registry.register(Arc::new(Compact::new(settings.clone())));
         registry.register(Arc::new(crate::anomaly::AnomalyScan));
+        registry.register(Arc::new(AlertNotify::new(notify.clone())));
         registry
     }
 

@@ -73,6 +73,54 @@ pub struct AlertFilter {
     pub limit: i64,
 }
 
+/// An alert's start or end, to be sent to the notification channels.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AlertEvent {
+    /// Store key of the event.
+    pub event_id: i64,
+    /// `firing` or `resolved`.
+    pub event: String,
+    /// When it happened (the alert's data time).
+    pub created_at: DateTime<Utc>,
+    /// The channels that have it.
+    #[sqlx(json)]
+    pub delivered: Vec<String>,
+    /// Rounds of sending that failed on some channel.
+    pub attempts: i32,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The alert, as it stands now.
+    #[sqlx(flatten)]
+    pub alert: AlertRow,
+}
+
+/// Adds an alert's event unless it has one of the kind already.
+async fn add_event<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    alert_id: i64,
+    event: &str,
+    now: DateTime<Utc>,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'e> &'e mut <DB as sqlx::Database>::Connection: sqlx::Executor<'e, Database = DB>,
+    i64: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    DateTime<Utc>: sqlx::Type<DB> + for<'q> sqlx::Encode<'q, DB>,
+    for<'q> &'q str: sqlx::Type<DB> + sqlx::Encode<'q, DB>,
+{
+    sqlx::query(
+        "INSERT INTO alert_event (alert_id, event, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (alert_id, event) DO NOTHING",
+    )
+    .bind(alert_id)
+    .bind(event)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 const ALERT_COLUMNS: &str = "id, fingerprint, kind, service, severity, state, summary, details, \
      first_seen, last_seen, resolved_at";
 
@@ -82,8 +130,10 @@ impl Store {
     /// inserts a new firing alert first and last seen at `now`. Returns the
     /// alert as stored.
     ///
-    /// One statement (an upsert on the partial unique index of firing
-    /// alerts), so two raisers of one fingerprint at once make one alert.
+    /// One upsert on the partial unique index of firing alerts, so two
+    /// raisers of one fingerprint at once make one alert. A new alert gets
+    /// its `firing` event for notifications in the same transaction (one
+    /// per alert, whoever raised it).
     pub async fn raise_alert(&self, alert: &NewAlert, now: DateTime<Utc>) -> Result<AlertRow> {
         let sql = sqlx::AssertSqlSafe(format!(
             "INSERT INTO alert (fingerprint, kind, service, severity, state, summary, details, \
@@ -93,30 +143,88 @@ impl Store {
              severity = excluded.severity, details = excluded.details \
              RETURNING {ALERT_COLUMNS}"
         ));
+        let row = in_transaction!(&self.pool, |tx| {
+            let row: AlertRow = sqlx::query_as(sql)
+                .bind(&alert.fingerprint)
+                .bind(&alert.kind)
+                .bind(&alert.service)
+                .bind(&alert.severity)
+                .bind(&alert.summary)
+                .bind(Json(&alert.details))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            add_event(&mut tx, row.id, "firing", now).await?;
+            row
+        });
+        Ok(row)
+    }
+
+    /// Resolves the firing alert with this fingerprint at `now`, with its
+    /// `resolved` event for notifications. Returns false when none is
+    /// firing.
+    pub async fn resolve_alert(&self, fingerprint: &str, now: DateTime<Utc>) -> Result<bool> {
+        let sql = "UPDATE alert SET state = 'resolved', resolved_at = $2 \
+                   WHERE fingerprint = $1 AND state = 'firing' RETURNING id";
+        let resolved = in_transaction!(&self.pool, |tx| {
+            let id: Option<(i64,)> = sqlx::query_as(sql)
+                .bind(fingerprint)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some((id,)) = id {
+                add_event(&mut tx, id, "resolved", now).await?;
+            }
+            id.is_some()
+        });
+        Ok(resolved)
+    }
+
+    /// Alert events not yet sent to every channel nor given up, oldest
+    /// first, with their alerts as they stand now.
+    pub async fn pending_alert_events(&self, limit: i64) -> Result<Vec<AlertEvent>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT e.id AS event_id, e.event, e.created_at, e.delivered, e.attempts, \
+             e.last_error, {} FROM alert_event e JOIN alert a ON a.id = e.alert_id \
+             WHERE e.done_at IS NULL ORDER BY e.id LIMIT $1",
+            ALERT_COLUMNS
+                .split(", ")
+                .map(|c| format!("a.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql)
-            .bind(&alert.fingerprint)
-            .bind(&alert.kind)
-            .bind(&alert.service)
-            .bind(&alert.severity)
-            .bind(&alert.summary)
-            .bind(Json(&alert.details))
-            .bind(now)
-            .fetch_one(pool)
+            .bind(limit)
+            .fetch_all(pool)
             .await?))
     }
 
-    /// Resolves the firing alert with this fingerprint at `now`. Returns
-    /// false when none is firing.
-    pub async fn resolve_alert(&self, fingerprint: &str, now: DateTime<Utc>) -> Result<bool> {
-        let sql = "UPDATE alert SET state = 'resolved', resolved_at = $2 \
-                   WHERE fingerprint = $1 AND state = 'firing'";
-        let n = on_pool!(&self.pool, |pool| sqlx::query(sql)
-            .bind(fingerprint)
+    /// Records what one round of sending an event came to: the channels
+    /// that have it now, the error of one that failed (counting an
+    /// attempt), and whether it is done (every channel has it, or it was
+    /// given up) at `now`.
+    pub async fn alert_event_sent(
+        &self,
+        event_id: i64,
+        delivered: &[String],
+        error: Option<&str>,
+        done: bool,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = "UPDATE alert_event SET delivered = $2, \
+                   attempts = attempts + CASE WHEN CAST($3 AS TEXT) IS NULL THEN 0 ELSE 1 END, \
+                   last_error = COALESCE(CAST($3 AS TEXT), last_error), \
+                   done_at = CASE WHEN CAST($4 AS BOOLEAN) THEN $5 ELSE NULL END WHERE id = $1";
+        on_pool!(&self.pool, |pool| sqlx::query(sql)
+            .bind(event_id)
+            .bind(Json(delivered))
+            .bind(error)
+            .bind(done)
             .bind(now)
             .execute(pool)
-            .await?
-            .rows_affected());
-        Ok(n > 0)
+            .await
+            .map(|_| ())?);
+        Ok(())
     }
 
     /// Alerts matching `filter`, newest first, a page of at most

@@ -7,6 +7,29 @@
 //! suite. Times are always bound from Rust, never taken from the database's
 //! clock, so a controllable clock drives both alike.
 
+/// Runs `$body` in a transaction `$tx` on whichever pool the store holds,
+/// committing when the body completes. An early `return` or `?` rolls back.
+macro_rules! in_transaction {
+    ($pool:expr, |$tx:ident| $body:block) => {
+        match $pool {
+            $crate::store::Pool::Postgres(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+            $crate::store::Pool::Sqlite(pool) => {
+                #[allow(unused_mut)]
+                let mut $tx = pool.begin().await?;
+                let out = $body;
+                $tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
 mod alerts;
 mod backfills;
 mod dags;
@@ -34,7 +57,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 use tokio::sync::Notify;
 
-pub use alerts::{AlertFilter, AlertRow, NewAlert};
+pub use alerts::{AlertEvent, AlertFilter, AlertRow, NewAlert};
 pub use backfills::{
     BackfillProgress, BackfillRow, NewBackfill, PlannedAction, PlannedRun, Reprocess,
 };

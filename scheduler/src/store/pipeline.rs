@@ -20,29 +20,6 @@ use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use super::{Pool, Result, StoreError, on_pool};
 
-/// Runs `$body` in a transaction `$tx` on whichever pool the store holds,
-/// committing when the body completes. An early `return` or `?` rolls back.
-macro_rules! in_transaction {
-    ($pool:expr, |$tx:ident| $body:block) => {
-        match $pool {
-            Pool::Postgres(pool) => {
-                #[allow(unused_mut)]
-                let mut $tx = pool.begin().await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-            Pool::Sqlite(pool) => {
-                #[allow(unused_mut)]
-                let mut $tx = pool.begin().await?;
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-        }
-    };
-}
-
 /// Makes transactions that name the same `$key` take turns: a
 /// transaction-wide advisory lock on PostgreSQL; on SQLite, whose single
 /// writer serialises them already, a write that changes nothing, so the
