@@ -9,6 +9,7 @@
 //!   text) into them, with a reason for those that cannot be read.
 //! - [`notify`]: the `alert_notify` kind, which sends alerts' starts and
 //!   ends by email and to Slack.
+//! - [`report`]: the `daily_report` kind, a day of the logs by email.
 //! - [`registry`]: the job kinds a worker knows, by name; later kinds plug
 //!   in here.
 //! - [`batch`]: claims and endings of tries, batched into shared statements.
@@ -27,6 +28,7 @@ pub mod command;
 pub mod logs;
 pub mod notify;
 pub mod registry;
+pub mod report;
 pub mod storage;
 pub mod tasklog;
 pub mod wakeups;

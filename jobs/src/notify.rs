@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use chrono::Utc;
 use futures::future::BoxFuture;
-use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use rtmas_scheduler::store::{AlertEvent, Store};
 use serde::Deserialize;
@@ -74,13 +74,88 @@ struct NotifyParams {
     batch: i64,
 }
 
+/// Sends emails to the recipients of [`EmailSettings`].
+pub struct Mailer {
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    transport: Transport,
+}
+
+/// An email's content.
+pub enum Body {
+    /// Plain text.
+    Text(String),
+    /// Plain text with an HTML alternative.
+    TextAndHtml(String, String),
+}
+
+impl Mailer {
+    /// A mailer for `settings`; fails with what is wrong with them.
+    pub fn open(settings: &EmailSettings) -> Result<Mailer, String> {
+        let mailbox = |text: &str, what: &str| {
+            text.parse::<Mailbox>()
+                .map_err(|err| format!("email {what} `{text}`: {err}"))
+        };
+        let from = mailbox(&settings.from, "sender")?;
+        let to = settings
+            .to
+            .iter()
+            .map(|t| mailbox(t, "recipient"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if to.is_empty() {
+            return Err("email has no recipients".to_owned());
+        }
+        let transport = match &settings.transport {
+            EmailTransport::Smtp(url) => Transport::Smtp(
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|err| format!("SMTP URL: {err}"))?
+                    .build(),
+            ),
+            EmailTransport::Outbox(dir) => {
+                std::fs::create_dir_all(dir).map_err(|err| {
+                    format!("cannot make the email outbox {}: {err}", dir.display())
+                })?;
+                Transport::Outbox(AsyncFileTransport::new(dir))
+            }
+        };
+        Ok(Mailer {
+            from,
+            to,
+            transport,
+        })
+    }
+
+    /// Sends one email to every recipient; fails with why.
+    pub async fn send(&self, subject: &str, body: Body) -> Result<(), String> {
+        let mut message = Message::builder().from(self.from.clone()).subject(subject);
+        for recipient in &self.to {
+            message = message.to(recipient.clone());
+        }
+        let message = match body {
+            Body::Text(text) => message.header(ContentType::TEXT_PLAIN).body(text),
+            Body::TextAndHtml(text, html) => {
+                message.multipart(MultiPart::alternative_plain_html(text, html))
+            }
+        }
+        .map_err(|err| format!("cannot build the email: {err}"))?;
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|err| format!("SMTP: {err}")),
+            Transport::Outbox(outbox) => outbox
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|err| format!("cannot write to the outbox: {err}")),
+        }
+    }
+}
+
 /// A channel ready to send.
 enum Channel {
-    Email {
-        from: Mailbox,
-        to: Vec<Mailbox>,
-        transport: Box<Transport>,
-    },
+    Email(Box<Mailer>),
     Slack {
         client: reqwest::Client,
         url: String,
@@ -95,7 +170,7 @@ enum Transport {
 impl Channel {
     fn name(&self) -> &'static str {
         match self {
-            Channel::Email { .. } => "email",
+            Channel::Email(_) => "email",
             Channel::Slack { .. } => "slack",
         }
     }
@@ -104,37 +179,7 @@ impl Channel {
     fn open(settings: &NotifySettings) -> Result<Vec<Channel>, String> {
         let mut channels = Vec::new();
         if let Some(email) = &settings.email {
-            let mailbox = |text: &str, what: &str| {
-                text.parse::<Mailbox>()
-                    .map_err(|err| format!("email {what} `{text}`: {err}"))
-            };
-            let from = mailbox(&email.from, "sender")?;
-            let to = email
-                .to
-                .iter()
-                .map(|t| mailbox(t, "recipient"))
-                .collect::<Result<Vec<_>, _>>()?;
-            if to.is_empty() {
-                return Err("email has no recipients".to_owned());
-            }
-            let transport = match &email.transport {
-                EmailTransport::Smtp(url) => Transport::Smtp(
-                    AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                        .map_err(|err| format!("SMTP URL: {err}"))?
-                        .build(),
-                ),
-                EmailTransport::Outbox(dir) => {
-                    std::fs::create_dir_all(dir).map_err(|err| {
-                        format!("cannot make the email outbox {}: {err}", dir.display())
-                    })?;
-                    Transport::Outbox(AsyncFileTransport::new(dir))
-                }
-            };
-            channels.push(Channel::Email {
-                from,
-                to,
-                transport: Box::new(transport),
-            });
+            channels.push(Channel::Email(Box::new(Mailer::open(email)?)));
         }
         if let Some(url) = &settings.slack_webhook {
             let client = reqwest::Client::builder()
@@ -152,34 +197,7 @@ impl Channel {
     /// Sends `event`; fails with why.
     async fn send(&self, event: &AlertEvent) -> Result<(), String> {
         match self {
-            Channel::Email {
-                from,
-                to,
-                transport,
-            } => {
-                let mut message = Message::builder()
-                    .from(from.clone())
-                    .subject(subject(event))
-                    .header(ContentType::TEXT_PLAIN);
-                for recipient in to {
-                    message = message.to(recipient.clone());
-                }
-                let message = message
-                    .body(body(event))
-                    .map_err(|err| format!("cannot build the email: {err}"))?;
-                match transport.as_ref() {
-                    Transport::Smtp(smtp) => smtp
-                        .send(message)
-                        .await
-                        .map(|_| ())
-                        .map_err(|err| format!("SMTP: {err}")),
-                    Transport::Outbox(outbox) => outbox
-                        .send(message)
-                        .await
-                        .map(|_| ())
-                        .map_err(|err| format!("cannot write to the outbox: {err}")),
-                }
-            }
+            Channel::Email(mailer) => mailer.send(&subject(event), Body::Text(body(event))).await,
             Channel::Slack { client, url } => {
                 let response = client
                     .post(url)

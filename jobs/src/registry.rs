@@ -11,6 +11,7 @@ use crate::logs::PipelineSettings;
 use crate::logs::compact::Compact;
 use crate::logs::consume::KafkaConsume;
 use crate::notify::{AlertNotify, NotifySettings};
+use crate::report::DailyReport;
 use crate::tasklog::TaskLog;
 
 /// Why a try failed.
@@ -67,13 +68,15 @@ impl Registry {
 
     /// The built-in kinds, the log pipeline's (`kafka_consume`, `compact`,
     /// on the brokers and object store of `settings`), and the alerts'
-    /// (`anomaly_scan`, and `alert_notify` to the channels of `notify`).
+    /// (`anomaly_scan`, and `alert_notify` and `daily_report` to the
+    /// channels of `notify`).
     pub fn standard(settings: &PipelineSettings, notify: &NotifySettings) -> Registry {
         let mut registry = Registry::builtin();
         registry.register(Arc::new(KafkaConsume::new(settings.clone())));
         registry.register(Arc::new(Compact::new(settings.clone())));
         registry.register(Arc::new(crate::anomaly::AnomalyScan));
         registry.register(Arc::new(AlertNotify::new(notify.clone())));
+        registry.register(Arc::new(DailyReport::new(notify.clone())));
         registry
     }
 

@@ -260,6 +260,26 @@ impl Store {
         }))
     }
 
+    /// Alerts that fired at some time in `[from, to)`: first seen before
+    /// `to` and not resolved before `from`; oldest first, at most `limit`.
+    pub async fn alerts_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<AlertRow>> {
+        let sql = sqlx::AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS} FROM alert WHERE first_seen < $2 \
+             AND (resolved_at IS NULL OR resolved_at >= $1) ORDER BY first_seen, id LIMIT $3"
+        ));
+        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(from)
+            .bind(to)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?))
+    }
+
     /// The services that have alerts, sorted, for the UI's filter menu.
     pub async fn alert_services(&self) -> Result<Vec<String>> {
         let sql = sqlx::AssertSqlSafe(distinct_values_sql("alert", "service"));
