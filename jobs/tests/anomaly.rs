@@ -3,13 +3,16 @@
 //! metric anomaly raises its alert while it lasts and resolves after, and
 //! nothing else fires.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, DurationRound, TimeDelta, TimeZone, Utc};
 use rtmas_jobs::anomaly::scan_once;
 use rtmas_jobs::logs::simulate::{AnomalyKind, Simulator, plan_anomalies};
-use rtmas_scheduler::store::{AlertFilter, AlertRow, MinuteMetrics, NewBatch, Store};
+use rtmas_scheduler::store::{AlertFilter, AlertRow, MinuteMetrics, Store};
 use rtmas_scheduler::testing::{postgres_store, sqlite_store};
+use support::metrics::record_metrics;
 
 const WINDOW_MINUTES: i64 = 5;
 const DELAY_MINUTES: i64 = 1;
@@ -45,24 +48,7 @@ async fn simulate(store: &Store, seed: u64) -> Vec<rtmas_jobs::logs::simulate::A
         metrics.latency.add(record.latency_ms);
     }
     for (offset, (_, services)) in minutes.into_iter().enumerate() {
-        let batch = NewBatch {
-            topic: "logs".to_owned(),
-            partition: 0,
-            first_offset: offset as i64,
-            last_offset: offset as i64,
-            object: None,
-            records: 0,
-            bytes: 0,
-            hours: Vec::new(),
-            quarantined: Vec::new(),
-            metrics: services.into_values().collect(),
-        };
-        assert!(
-            store
-                .record_batch(&batch, Utc::now())
-                .await
-                .expect("record")
-        );
+        record_metrics(store, offset as i64, services.into_values().collect()).await;
     }
     anomalies
 }

@@ -4,13 +4,15 @@
 
 #[path = "../../tests/support/smtp.rs"]
 mod smtp;
+mod support;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use rtmas_jobs::notify::{EmailSettings, EmailTransport, NotifySettings};
 use rtmas_jobs::report::report_once;
-use rtmas_scheduler::store::{MinuteMetrics, NewAlert, NewBatch, Store};
+use rtmas_scheduler::store::{MinuteMetrics, NewAlert, Store};
 use rtmas_scheduler::testing::{postgres_store, sqlite_store};
 use smtp::SmtpServer;
+use support::metrics::record_metrics;
 
 fn day() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap()
@@ -35,19 +37,7 @@ async fn fill(store: &Store) {
             odd.levels[2] = if minute == 6 * 60 + 30 { 40 } else { 10 };
             metrics.push(odd);
         }
-        let batch = NewBatch {
-            topic: "logs".to_owned(),
-            partition: 0,
-            first_offset: offset as i64,
-            last_offset: offset as i64,
-            object: None,
-            records: 0,
-            bytes: 0,
-            hours: Vec::new(),
-            quarantined: Vec::new(),
-            metrics,
-        };
-        assert!(store.record_batch(&batch, Utc::now()).await.unwrap());
+        record_metrics(store, offset as i64, metrics).await;
     }
     let alert = |service: &str, summary: &str| NewAlert {
         fingerprint: format!("error_rate_spike:{service}"),
