@@ -43,16 +43,17 @@ ensure_tansu() {
     cargo install tansu --locked --features dynostore,postgres
 }
 
-# moto's S3 server, for the object storage tests, and pyarrow, the standard
-# Parquet reader the pipeline tests read compacted files back with. Each
+# moto's S3 server, for the object storage tests, pyarrow, the standard
+# Parquet reader the pipeline tests read compacted files back with, and
+# PyYAML, which reads compose.yaml for its test. Each
 # test starts its own server on a free loopback port; this only makes sure
 # they are installed.
 ensure_moto() {
-    if command -v moto_server >/dev/null && python3 -c 'import boto3, pyarrow' 2>/dev/null; then
+    if command -v moto_server >/dev/null && python3 -c 'import boto3, pyarrow, yaml' 2>/dev/null; then
         return
     fi
     log "installing moto[server] (pip)"
-    python3 -m pip install --quiet 'moto[server]' boto3 pyarrow
+    python3 -m pip install --quiet 'moto[server]' boto3 pyarrow pyyaml
 }
 
 # aiosmtpd, the SMTP server the notification tests send alert emails to.
