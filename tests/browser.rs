@@ -102,6 +102,7 @@ async fn record_metrics(store: &rtmas_scheduler::store::Store) {
         hours: Vec::new(),
         quarantined: Vec::new(),
         metrics,
+        templates: Vec::new(),
     };
     assert!(
         store

@@ -364,6 +364,21 @@ async fn produced_lines_end_in_parquet_exactly_once() {
     // Per-minute metrics count every line once.
     let metrics = pipeline.metrics().await;
     assert_eq!(metrics.iter().map(|m| m.total).sum::<i64>(), LINES as i64);
+    // Every error line's message template is kept, once.
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let templates = system
+        .store
+        .templates_first_seen(epoch, epoch + chrono::TimeDelta::days(365 * 200))
+        .await
+        .expect("templates");
+    let errors: i64 = metrics.iter().map(|m| m.error_count + m.fatal_count).sum();
+    assert!(errors > 0);
+    assert_eq!(templates.iter().map(|t| t.records).sum::<i64>(), errors);
+    assert!(
+        templates
+            .iter()
+            .all(|t| !t.template.is_empty() && t.first_seen <= t.last_seen)
+    );
     let mut by_service: HashMap<&str, i64> = HashMap::new();
     for row in &rows {
         *by_service.entry(row.service.as_str()).or_default() += 1;

@@ -14,19 +14,24 @@
 //!   baseline's median minute predicts (none at all is critical: the
 //!   service went silent);
 //! - `latency_outlier`: the median of the window's per-minute p95 latency
-//!   is at least `factor` times the baseline's.
+//!   is at least `factor` times the baseline's;
+//! - `new_log_template`: an error message whose template (see
+//!   `logs::template`) was first seen in the window, of a service that had
+//!   records in the baseline.
 //!
 //! Each condition needs enough records to be judged (`min_records`,
 //! `min_expected`); when there are too few, its alert is left as it is.
-//! A condition that holds raises its alert (fingerprint `kind:service`;
-//! raising a firing alert again updates it); one judged clear resolves it.
+//! A condition that holds raises its alert (fingerprint `kind:service`,
+//! and `:template` for new messages; raising a firing alert again updates
+//! it); one judged clear resolves it, and a new message's once the window
+//! has passed its first record.
 //! Alert times are data times: the end of the window scanned.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
-use rtmas_scheduler::store::{MetricRow, NewAlert, Store};
+use rtmas_scheduler::store::{AlertFilter, MetricRow, NewAlert, Store, TemplateRow};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{JobContext, JobError, JobKind};
@@ -57,6 +62,25 @@ pub struct ScanParams {
     /// When a latency is an outlier.
     #[serde(default)]
     pub latency: LatencyRule,
+    /// When a new error message is reported.
+    #[serde(default)]
+    pub new_template: TemplateRule,
+}
+
+/// A new kind of error message: a template first seen in the window, of a
+/// service that had records in the baseline, in at least `min_records`
+/// records so far.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplateRule {
+    /// Records a new template needs before it is reported.
+    pub min_records: i64,
+}
+
+impl Default for TemplateRule {
+    fn default() -> Self {
+        TemplateRule { min_records: 1 }
+    }
 }
 
 fn default_window() -> String {
@@ -220,6 +244,8 @@ pub enum Condition {
     VolumeDrop,
     /// Latencies well above the usual.
     LatencyOutlier,
+    /// An error message of a kind never seen before.
+    NewLogTemplate,
 }
 
 impl Condition {
@@ -229,6 +255,7 @@ impl Condition {
             Condition::ErrorRateSpike => "error_rate_spike",
             Condition::VolumeDrop => "volume_drop",
             Condition::LatencyOutlier => "latency_outlier",
+            Condition::NewLogTemplate => "new_log_template",
         }
     }
 }
@@ -248,12 +275,19 @@ pub struct Verdict {
     pub summary: String,
     /// The figures it was judged on.
     pub details: serde_json::Value,
+    /// What tells this verdict from others of its condition and service:
+    /// the template of a new message.
+    pub key: Option<String>,
 }
 
 impl Verdict {
-    /// The fingerprint of its alert.
+    /// The fingerprint of its alert: `condition:service`, then `:key` when
+    /// it has one.
     pub fn fingerprint(&self) -> String {
-        format!("{}:{}", self.condition.name(), self.service)
+        match &self.key {
+            Some(key) => format!("{}:{}:{key}", self.condition.name(), self.service),
+            None => format!("{}:{}", self.condition.name(), self.service),
+        }
     }
 }
 
@@ -350,17 +384,28 @@ impl Judged {
     }
 }
 
-/// Judges every service of `rows` (the metrics of `span`) by `params`' rules.
-pub fn judge(rows: &[MetricRow], span: &Span, params: &ScanParams) -> Vec<Verdict> {
+/// Judges every service of `rows` (the metrics of `span`) by `params`'
+/// rules, and `templates` (those first seen in the window) as new error
+/// messages of the services that were there in the baseline.
+pub fn judge(
+    rows: &[MetricRow],
+    templates: &[TemplateRow],
+    span: &Span,
+    params: &ScanParams,
+) -> Vec<Verdict> {
     let mut by_service: BTreeMap<&str, Vec<&MetricRow>> = BTreeMap::new();
     for row in rows {
         by_service.entry(&row.service).or_default().push(row);
     }
     let window_minutes = (span.window_end - span.window_start).num_minutes();
     let mut verdicts = Vec::new();
+    let mut known = BTreeSet::new();
     for (service, rows) in by_service {
         let base = Figures::of(&rows, span.baseline_start, span.window_start);
         let now = Figures::of(&rows, span.window_start, span.window_end);
+        if base.total > 0 {
+            known.insert(service);
+        }
         let mut push = |condition, judged, summary: String, details| {
             let (state, severity) = match judged {
                 Judged::Unknown => ("unknown", None),
@@ -374,6 +419,7 @@ pub fn judge(rows: &[MetricRow], span: &Span, params: &ScanParams) -> Vec<Verdic
                 severity,
                 summary: format!("{service}: {summary}"),
                 details,
+                key: None,
             });
         };
 
@@ -446,6 +492,30 @@ pub fn judge(rows: &[MetricRow], span: &Span, params: &ScanParams) -> Vec<Verdic
             }),
         );
     }
+
+    // New error messages of known services; a new service's messages are
+    // all new and say nothing yet.
+    let rule = &params.new_template;
+    for t in templates {
+        if !known.contains(t.service.as_str()) || t.records < rule.min_records {
+            continue;
+        }
+        verdicts.push(Verdict {
+            service: t.service.clone(),
+            condition: Condition::NewLogTemplate,
+            state: "firing",
+            severity: Some("warning"),
+            summary: format!(
+                "{}: new kind of error message ({} so far): {}",
+                t.service, t.records, t.example
+            ),
+            details: serde_json::json!({
+                "template": t.template, "example": t.example,
+                "first_seen": t.first_seen, "records": t.records,
+            }),
+            key: Some(t.template.clone()),
+        });
+    }
     verdicts
 }
 
@@ -468,7 +538,11 @@ pub async fn scan_once(
         .log_metrics(span.baseline_start, span.window_end, None)
         .await
         .map_err(|err| JobError::Failed(format!("cannot read log metrics: {err}")))?;
-    let verdicts = judge(&rows, &span, &params);
+    let templates = store
+        .templates_first_seen(span.window_start, span.window_end)
+        .await
+        .map_err(|err| JobError::Failed(format!("cannot read message templates: {err}")))?;
+    let verdicts = judge(&rows, &templates, &span, &params);
     let mut raised = BTreeSet::new();
     let mut resolved = BTreeSet::new();
     for v in &verdicts {
@@ -505,6 +579,27 @@ pub async fn scan_once(
                 }
             }
             _ => {}
+        }
+    }
+    // A template is new for as long as it was first seen in the window.
+    let firing = store
+        .list_alerts(&AlertFilter {
+            state: Some("firing".to_owned()),
+            limit: 10_000,
+            ..AlertFilter::default()
+        })
+        .await
+        .map_err(|err| JobError::Failed(format!("cannot list alerts: {err}")))?;
+    for alert in firing {
+        if alert.kind == Condition::NewLogTemplate.name() && !raised.contains(&alert.fingerprint) {
+            store
+                .resolve_alert(&alert.fingerprint, span.window_end)
+                .await
+                .map_err(|err| {
+                    JobError::Failed(format!("cannot resolve {}: {err}", alert.fingerprint))
+                })?;
+            note(format!("resolved: {} is no longer new", alert.fingerprint));
+            resolved.insert(alert.fingerprint);
         }
     }
     let services: BTreeSet<&str> = verdicts.iter().map(|v| v.service.as_str()).collect();

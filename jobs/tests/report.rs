@@ -37,7 +37,7 @@ async fn fill(store: &Store) {
             odd.levels[2] = if minute == 6 * 60 + 30 { 40 } else { 10 };
             metrics.push(odd);
         }
-        record_metrics(store, offset as i64, metrics).await;
+        record_metrics(store, offset as i64, metrics, Vec::new()).await;
     }
     let alert = |service: &str, summary: &str| NewAlert {
         fingerprint: format!("error_rate_spike:{service}"),

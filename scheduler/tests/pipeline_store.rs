@@ -44,6 +44,7 @@ fn batch(partition: i32, first: i64, last: i64, hours: &[(DateTime<Utc>, i32)]) 
         hours: hours.to_vec(),
         quarantined: Vec::new(),
         metrics: Vec::new(),
+        templates: Vec::new(),
     }
 }
 

@@ -404,7 +404,10 @@ async fn internal_errors_reach_the_client_only_as_internal_error() {
     let token = app.token(Role::Viewer).await;
     let viewer = app.session(Role::Viewer).await;
     if let rtmas_scheduler::store::Pool::Postgres(pool) = app.store.pool() {
-        sqlx::query("DROP TABLE alert").execute(pool).await.unwrap();
+        sqlx::query("DROP TABLE alert CASCADE")
+            .execute(pool)
+            .await
+            .unwrap();
     }
     let reply = app
         .api(Method::GET, "/api/v1/alerts", None, Auth::Token(&token))
@@ -446,6 +449,7 @@ async fn metrics_come_per_service_and_minute() {
         bytes: 1000,
         hours: Vec::new(),
         metrics: vec![metrics],
+        templates: Vec::new(),
     };
     app.store.record_batch(&batch, Utc::now()).await.unwrap();
     let reply = app

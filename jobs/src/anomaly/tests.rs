@@ -1,5 +1,5 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use rtmas_scheduler::store::MetricRow;
+use rtmas_scheduler::store::{MetricRow, TemplateRow};
 
 use super::{Condition, ScanParams, Span, judge};
 
@@ -118,6 +118,7 @@ fn a_steady_service_is_clear_on_every_condition() {
         &rows(&span, "checkout", |m| {
             Some(row(m, "checkout", 90, 2, 130.0))
         }),
+        &[],
         &span,
         &p,
     );
@@ -133,6 +134,7 @@ fn an_error_burst_fires_critical_and_names_its_rates() {
         &rows(&span, "checkout", |m| {
             Some(row(m, "checkout", 100, 50, 120.0))
         }),
+        &[],
         &span,
         &p,
     );
@@ -152,6 +154,7 @@ fn an_error_burst_fires_critical_and_names_its_rates() {
         &rows(&span, "checkout", |m| {
             Some(row(m, "checkout", 100, 6, 120.0))
         }),
+        &[],
         &span,
         &p,
     );
@@ -165,7 +168,7 @@ fn an_error_burst_fires_critical_and_names_its_rates() {
 fn silence_is_a_critical_drop_and_leaves_the_other_conditions_unjudged() {
     let p = params(serde_json::json!({}));
     let span = p.span().unwrap();
-    let verdicts = judge(&rows(&span, "auth", |_| None), &span, &p);
+    let verdicts = judge(&rows(&span, "auth", |_| None), &[], &span, &p);
     assert_eq!(
         state_of(&verdicts, Condition::VolumeDrop),
         ("firing", Some("critical"))
@@ -175,6 +178,7 @@ fn silence_is_a_critical_drop_and_leaves_the_other_conditions_unjudged() {
     // A partial drop is a warning; a dip within the ratio is not a drop.
     let verdicts = judge(
         &rows(&span, "auth", |m| Some(row(m, "auth", 20, 0, 120.0))),
+        &[],
         &span,
         &p,
     );
@@ -184,6 +188,7 @@ fn silence_is_a_critical_drop_and_leaves_the_other_conditions_unjudged() {
     );
     let verdicts = judge(
         &rows(&span, "auth", |m| Some(row(m, "auth", 40, 0, 120.0))),
+        &[],
         &span,
         &p,
     );
@@ -200,9 +205,9 @@ fn a_latency_spike_fires_on_most_of_the_window_not_one_minute() {
             Some(row(m, "search", 100, 1, if late { 960.0 } else { 120.0 }))
         }
     };
-    let verdicts = judge(&rows(&span, "search", spiked(4)), &span, &p);
+    let verdicts = judge(&rows(&span, "search", spiked(4)), &[], &span, &p);
     assert_eq!(state_of(&verdicts, Condition::LatencyOutlier).0, "clear");
-    let verdicts = judge(&rows(&span, "search", spiked(2)), &span, &p);
+    let verdicts = judge(&rows(&span, "search", spiked(2)), &[], &span, &p);
     assert_eq!(
         state_of(&verdicts, Condition::LatencyOutlier),
         ("firing", Some("critical"))
@@ -225,7 +230,7 @@ fn too_few_records_are_not_judged() {
             )
         })
         .collect();
-    let verdicts = judge(&rows, &span, &p);
+    let verdicts = judge(&rows, &[], &span, &p);
     assert!(
         verdicts.iter().all(|v| v.state == "unknown"),
         "{verdicts:#?}"
@@ -244,9 +249,72 @@ fn an_earlier_burst_in_the_baseline_does_not_hide_the_next() {
         r.error_count = 60;
         r.info_count = 40;
     }
-    let verdicts = judge(&rows, &span, &p);
+    let verdicts = judge(&rows, &[], &span, &p);
     assert_eq!(
         state_of(&verdicts, Condition::ErrorRateSpike),
         ("firing", Some("critical"))
+    );
+}
+
+fn template(service: &str, first_seen: DateTime<Utc>, records: i64) -> TemplateRow {
+    TemplateRow {
+        service: service.to_owned(),
+        template: "unhandled NullReference in PricingEngine.compute (build <*>".to_owned(),
+        example: "unhandled NullReference in PricingEngine.compute (build 4711)".to_owned(),
+        first_seen,
+        last_seen: first_seen,
+        records,
+    }
+}
+
+#[test]
+fn a_new_error_message_of_a_known_service_fires_once_it_has_its_records() {
+    let p = params(serde_json::json!({"new_template": {"min_records": 3}}));
+    let span = p.span().unwrap();
+    let rows = rows(&span, "checkout", |m| {
+        Some(row(m, "checkout", 100, 1, 120.0))
+    });
+    let seen = span.window_start + TimeDelta::minutes(2);
+    let new = |records| {
+        judge(&rows, &[template("checkout", seen, records)], &span, &p)
+            .into_iter()
+            .filter(|v| v.condition == Condition::NewLogTemplate)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        new(2).is_empty(),
+        "twice is not yet enough with min_records 3"
+    );
+    let fired = new(3);
+    assert_eq!(fired.len(), 1);
+    assert_eq!(
+        (fired[0].state, fired[0].severity),
+        ("firing", Some("warning"))
+    );
+    assert_eq!(
+        fired[0].fingerprint(),
+        "new_log_template:checkout:unhandled NullReference in PricingEngine.compute (build <*>"
+    );
+    assert!(
+        fired[0]
+            .summary
+            .starts_with("checkout: new kind of error message (3 so far): unhandled"),
+        "{}",
+        fired[0].summary
+    );
+    // By default one record is enough.
+    let default = params(serde_json::json!({}));
+    let once = judge(&rows, &[template("checkout", seen, 1)], &span, &default);
+    assert!(
+        once.iter()
+            .any(|v| v.condition == Condition::NewLogTemplate)
+    );
+    // A service with no records in the baseline is new itself: all its
+    // messages are new, and none is reported.
+    let unknown = judge(&rows, &[template("fresh", seen, 10)], &span, &p);
+    assert!(
+        unknown
+            .iter()
+            .all(|v| v.condition != Condition::NewLogTemplate)
     );
 }

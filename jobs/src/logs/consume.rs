@@ -44,11 +44,12 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use rtmas_scheduler::store::{MinuteMetrics, NewBatch, QuarantinedMessage, Store};
+use rtmas_scheduler::store::{MinuteMetrics, NewBatch, QuarantinedMessage, Store, TemplateSeen};
 use serde::Deserialize;
 use tokio::sync::mpsc::Sender;
 
 use super::staging::{StagedBatch, StagedLine};
+use super::template::template_of;
 use super::{Level, Limits, PipelineSettings, Source, parse};
 use crate::registry::{JobContext, JobError, JobKind};
 use crate::storage;
@@ -196,6 +197,9 @@ struct PartitionBatch {
     metrics: BTreeMap<DateTime<Utc>, BTreeMap<String, MinuteMetrics>>,
     /// Bytes of the quarantined messages' payloads.
     quarantined_bytes: usize,
+    /// The message templates of its error and fatal records, by service
+    /// and template.
+    templates: BTreeMap<(String, String), TemplateSeen>,
 }
 
 impl PartitionBatch {
@@ -269,6 +273,29 @@ impl PartitionBatch {
             .get_mut(service)
             .expect("the service's metrics were added above");
         metrics.levels[level_index(line.record.level)] += 1;
+        if line.record.level.is_error() {
+            let record = &line.record;
+            let template = template_of(&record.message);
+            let key = (service.clone(), template);
+            match self.templates.get_mut(&key) {
+                Some(seen) => {
+                    seen.first_seen = seen.first_seen.min(ts);
+                    seen.last_seen = seen.last_seen.max(ts);
+                    seen.records += 1;
+                }
+                None => {
+                    let seen = TemplateSeen {
+                        service: key.0.clone(),
+                        template: key.1.clone(),
+                        example: record.message.chars().take(1000).collect(),
+                        first_seen: ts,
+                        last_seen: ts,
+                        records: 1,
+                    };
+                    self.templates.insert(key, seen);
+                }
+            }
+        }
         if let Some(latency) = line.record.latency_ms
             && latency.is_finite()
             && latency >= 0.0
@@ -994,6 +1021,7 @@ impl Recorder<'_> {
                 .into_values()
                 .flat_map(BTreeMap::into_values)
                 .collect(),
+            templates: batch.templates.into_values().collect(),
         };
         let recorded = self
             .store
@@ -1043,6 +1071,7 @@ mod tests {
                     0 => b"not \xff utf-8".to_vec(),
                     1 => format!("{{\"msg\": \"unclosed {i}\"").into_bytes(),
                     2 => format!("level=warn msg=\"slow {i}\" latency_ms={i}").into_bytes(),
+                    3 => format!("level=error msg=\"disk {} full\"", i % 5).into_bytes(),
                     _ => format!(
                         "{{\"timestamp\":\"{}\",\"service\":\"s{}\",\"level\":\"info\",\
                          \"message\":\"line {i}\",\"latency_ms\":{}}}",
@@ -1112,7 +1141,11 @@ mod tests {
         quarantined: Vec<(i64, String, Vec<u8>)>,
         levels: BTreeMap<(DateTime<Utc>, String), [i64; 7]>,
         latencies: BTreeMap<(DateTime<Utc>, String), usize>,
+        /// By service and template: first and last seen, and records.
+        templates: BTreeMap<(String, String), TemplateSpan>,
     }
+
+    type TemplateSpan = (DateTime<Utc>, DateTime<Utc>, i64);
 
     impl Contents {
         fn add(&mut self, batch: &PartitionBatch) {
@@ -1136,6 +1169,15 @@ mod tests {
                     }
                     *self.latencies.entry(key).or_default() += m.latency.count();
                 }
+            }
+            for (key, t) in &batch.templates {
+                let entry =
+                    self.templates
+                        .entry(key.clone())
+                        .or_insert((t.first_seen, t.last_seen, 0));
+                entry.0 = entry.0.min(t.first_seen);
+                entry.1 = entry.1.max(t.last_seen);
+                entry.2 += t.records;
             }
         }
     }
@@ -1210,6 +1252,7 @@ mod tests {
                 let mut whole = Contents::default();
                 whole.add(want);
                 assert!(whole.records > 0 && !whole.quarantined.is_empty());
+                assert!(!whole.templates.is_empty());
                 assert_eq!(have, whole, "{what}");
             }
             assert_eq!(

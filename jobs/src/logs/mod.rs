@@ -20,6 +20,7 @@ pub mod produce;
 mod rfc3339;
 pub mod simulate;
 pub mod staging;
+pub mod template;
 
 use std::collections::BTreeMap;
 

@@ -207,6 +207,42 @@ pub struct NewBatch {
     pub quarantined: Vec<QuarantinedMessage>,
     /// Its records' metrics.
     pub metrics: Vec<MinuteMetrics>,
+    /// The message templates of its error and fatal records.
+    pub templates: Vec<TemplateSeen>,
+}
+
+/// A message template seen in a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateSeen {
+    /// The service.
+    pub service: String,
+    /// The message with its variable words masked.
+    pub template: String,
+    /// One message that had it.
+    pub example: String,
+    /// The earliest record time that had it.
+    pub first_seen: DateTime<Utc>,
+    /// The latest.
+    pub last_seen: DateTime<Utc>,
+    /// Records that had it.
+    pub records: i64,
+}
+
+/// A stored message template.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
+pub struct TemplateRow {
+    /// The service.
+    pub service: String,
+    /// The message with its variable words masked.
+    pub template: String,
+    /// One message that had it.
+    pub example: String,
+    /// When it was first seen (record time).
+    pub first_seen: DateTime<Utc>,
+    /// When it was last seen.
+    pub last_seen: DateTime<Utc>,
+    /// Records that had it.
+    pub records: i64,
 }
 
 /// A staged batch as stored.
@@ -454,9 +490,46 @@ impl super::Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            for t in &batch.templates {
+                sqlx::query(
+                    "INSERT INTO log_template (service, template, example, first_seen, \
+                     last_seen, records) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (service, template) DO UPDATE SET \
+                     first_seen = CASE WHEN excluded.first_seen < log_template.first_seen \
+                     THEN excluded.first_seen ELSE log_template.first_seen END, \
+                     last_seen = CASE WHEN excluded.last_seen > log_template.last_seen \
+                     THEN excluded.last_seen ELSE log_template.last_seen END, \
+                     records = log_template.records + excluded.records",
+                )
+                .bind(&t.service)
+                .bind(&t.template)
+                .bind(&t.example)
+                .bind(t.first_seen)
+                .bind(t.last_seen)
+                .bind(t.records)
+                .execute(&mut *tx)
+                .await?;
+            }
             true
         });
         Ok(recorded)
+    }
+
+    /// Message templates first seen in `[from, to)`, by service and
+    /// template.
+    pub async fn templates_first_seen(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<TemplateRow>> {
+        let sql = "SELECT service, template, example, first_seen, last_seen, records \
+                   FROM log_template WHERE first_seen >= $1 AND first_seen < $2 \
+                   ORDER BY service, template";
+        Ok(on_pool!(&self.pool, |pool| sqlx::query_as(sql)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await?))
     }
 
     /// Plans the compaction of every hour before `before` that staged
