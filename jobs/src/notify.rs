@@ -204,7 +204,8 @@ impl Channel {
                     .json(&serde_json::json!({ "text": slack_text(event) }))
                     .send()
                     .await
-                    .map_err(|err| format!("Slack webhook: {err}"))?;
+                    // The URL is the webhook's secret: kept out of logs.
+                    .map_err(|err| format!("Slack webhook: {}", err.without_url()))?;
                 let status = response.status();
                 if status.is_success() {
                     Ok(())

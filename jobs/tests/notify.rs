@@ -312,3 +312,32 @@ async fn bad_settings_say_what_is_wrong() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_webhook_that_cannot_be_reached_is_an_error_that_keeps_its_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = sqlite_store(dir.path()).await;
+    // Nothing listens on port 1.
+    let settings = NotifySettings {
+        email: None,
+        slack_webhook: Some("http://127.0.0.1:1/services/T0/B0/SECRET".to_owned()),
+    };
+    store
+        .raise_alert(&alert("search"), Utc::now())
+        .await
+        .unwrap();
+    let lines = Mutex::new(Vec::new());
+    let note = |line: String| lines.lock().unwrap().push(line);
+    let result = notify_once(&store, &settings, serde_json::json!({}), &note)
+        .await
+        .expect("notify");
+    assert_eq!(result["failed"], 1);
+    let pending = store.pending_alert_events(10).await.unwrap();
+    let error = pending[0].last_error.clone().expect("the error is kept");
+    assert!(error.starts_with("slack: Slack webhook:"), "{error}");
+    let logged = lines.lock().unwrap().join("\n");
+    assert!(
+        !error.contains("SECRET") && !logged.contains("SECRET"),
+        "{error}\n{logged}"
+    );
+}
