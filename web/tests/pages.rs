@@ -449,7 +449,7 @@ async fn alerts_are_listed_and_filtered() {
                     service: service.to_owned(),
                     severity: severity.to_owned(),
                     summary: format!("errors up on {service} {PAYLOAD}"),
-                    details: serde_json::json!({}),
+                    details: serde_json::json!({"window_rate": 0.48, "example": PAYLOAD}),
                 },
                 now,
             )
@@ -460,6 +460,10 @@ async fn alerts_are_listed_and_filtered() {
     let all = app.get("/alerts", Some(&viewer)).await.body;
     assert!(all.contains("errors up on api") && all.contains("errors up on checkout"));
     assert!(all.contains(ESCAPED));
+    // The figures it was judged on, as escaped JSON under its fingerprint.
+    assert!(all.contains("&quot;window_rate&quot;: 0.48"), "{all}");
+    assert!(all.contains("<summary>a</summary>"));
+    assert!(!all.contains("<script>alert"));
     let firing = app.get("/alerts?state=firing", Some(&viewer)).await.body;
     assert!(firing.contains("errors up on api") && !firing.contains("errors up on checkout"));
     let by_service = app
