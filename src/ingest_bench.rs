@@ -12,13 +12,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rtmas_jobs::logs::PipelineSettings;
 use rtmas_jobs::logs::compact::compact_once;
 use rtmas_jobs::logs::consume::{consume_once, stage_messages};
-use rtmas_jobs::logs::produce::{ProduceConfig, produce};
+use rtmas_jobs::logs::produce::{ProduceConfig, create_topic, produce};
 use rtmas_jobs::logs::simulate::Simulator;
 use rtmas_scheduler::store::Store;
 use serde_json::json;
@@ -83,27 +80,11 @@ pub async fn ingest_bench(
     }))
 }
 
-async fn create_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .context("cannot create a Kafka admin client")?;
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, 3, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .context("cannot create the benchmark topic")?;
-    for result in results {
-        result.map_err(|(name, code)| anyhow::anyhow!("cannot create topic {name}: {code}"))?;
-    }
-    Ok(())
-}
-
 async fn one_repeat(config: &Config, lines: u64, repeat: usize) -> anyhow::Result<Repeat> {
     let topic = format!("rtmas-bench-{}-{repeat}", std::process::id());
-    create_topic(&config.kafka_brokers, &topic).await?;
+    create_topic(&config.kafka_brokers, &topic, 3)
+        .await
+        .context("cannot create the benchmark topic")?;
     produce(
         &ProduceConfig {
             brokers: config.kafka_brokers.clone(),
@@ -114,6 +95,7 @@ async fn one_repeat(config: &Config, lines: u64, repeat: usize) -> anyhow::Resul
             rate: 1e9,
             seed: repeat as u64 + 1,
             anomalies: None,
+            create_partitions: None,
         },
         |_, _| {},
     )

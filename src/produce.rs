@@ -14,9 +14,12 @@ use crate::config::Config;
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("amount").required(true).args(["count", "duration"]))]
 pub struct ProduceArgs {
-    /// The topic; it must exist.
+    /// The topic; it must exist unless --partitions is given.
     #[arg(long, default_value = "logs")]
     topic: String,
+    /// Create the topic with this many partitions when it does not exist.
+    #[arg(long)]
+    partitions: Option<i32>,
     /// Send this many records.
     #[arg(long)]
     count: Option<u64>,
@@ -43,6 +46,7 @@ pub async fn run(config: &Config, args: ProduceArgs) -> anyhow::Result<()> {
         rate: args.rate,
         seed: args.seed,
         anomalies: args.anomalies,
+        create_partitions: args.partitions,
     };
     let report = produce(&settings, |sent, elapsed| {
         eprintln!(

@@ -112,6 +112,62 @@ async fn produce_to_a_missing_topic_fails_loudly() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_creates_a_missing_topic_when_given_partitions() {
+    let broker = Broker::start().await;
+    for run in 0..2 {
+        // The second run finds the topic there and uses it.
+        let out = rtmas()
+            .args([
+                "produce",
+                "--topic",
+                "fresh",
+                "--partitions",
+                "3",
+                "--count",
+                "200",
+            ])
+            .env("RTMAS_KAFKA_BROKERS", &broker.address)
+            .output()
+            .await
+            .expect("run rtmas produce");
+        assert!(out.status.success(), "run {run}: {}", out.stderr_text());
+    }
+    let messages = read_all(&broker.address, "fresh", 3, 400);
+    assert_eq!(messages.len(), 400);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some("fresh"), Duration::from_secs(10))
+        .expect("metadata");
+    assert_eq!(metadata.topics()[0].partitions().len(), 3);
+    let partitions: HashSet<i32> = messages.iter().map(|m| m.0).collect();
+    assert!(partitions.len() > 1 && partitions.iter().all(|p| (0..3).contains(p)));
+
+    let out = rtmas()
+        .args([
+            "produce",
+            "--topic",
+            "other",
+            "--partitions",
+            "0",
+            "--count",
+            "1",
+        ])
+        .env("RTMAS_KAFKA_BROKERS", &broker.address)
+        .output()
+        .await
+        .expect("run rtmas produce");
+    assert!(!out.status.success());
+    assert!(
+        out.stderr_text().contains("at least 1 partition"),
+        "{}",
+        out.stderr_text()
+    );
+}
+
 /// Every message of `topic`, as (partition, key, payload), reading until
 /// `want` have arrived or 60 s have passed.
 fn read_all(

@@ -14,6 +14,8 @@ use chrono::{TimeDelta, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tracing::info;
@@ -40,6 +42,9 @@ pub struct ProduceConfig {
     pub seed: u64,
     /// Where to write the injected anomalies, one JSON object per line.
     pub anomalies: Option<PathBuf>,
+    /// When the topic does not exist, create it with this many partitions
+    /// (and replication 1); without it, a missing topic is an error.
+    pub create_partitions: Option<i32>,
 }
 
 /// What a run sent.
@@ -126,6 +131,9 @@ pub async fn produce(
         .set("queue.buffering.max.messages", "1000000")
         .set("message.timeout.ms", "30000")
         .create()?;
+    if let Some(partitions) = config.create_partitions {
+        create_topic(&config.brokers, &config.topic, partitions).await?;
+    }
     check_topic(&producer, config).await?;
     info!(topic = %config.topic, brokers = %config.brokers, rate = config.rate, "producing");
 
@@ -189,6 +197,38 @@ pub async fn produce(
     };
     progress(report.sent, report.elapsed);
     Ok(report)
+}
+
+/// Creates `topic` with `partitions` partitions (replication 1) on
+/// `brokers` unless it exists.
+///
+/// Fails when the brokers cannot be reached or refuse the topic.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), ProduceError> {
+    if partitions < 1 {
+        return Err(ProduceError::Settings(format!(
+            "a topic needs at least 1 partition, not {partitions}"
+        )));
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(ProduceError::Settings(format!(
+                    "cannot create topic `{name}` on {brokers}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fails at once, rather than after the delivery timeout, when the topic is
