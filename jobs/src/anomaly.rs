@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
-use rtmas_scheduler::store::{AlertFilter, MetricRow, NewAlert, Store, TemplateRow};
+use rtmas_scheduler::store::{AlertFilter, MetricRow, NewAlert, Store, TemplateSeen};
 use serde::{Deserialize, Serialize};
 
 use crate::registry::{JobContext, JobError, JobKind};
@@ -389,7 +389,7 @@ impl Judged {
 /// messages of the services that were there in the baseline.
 pub fn judge(
     rows: &[MetricRow],
-    templates: &[TemplateRow],
+    templates: &[TemplateSeen],
     span: &Span,
     params: &ScanParams,
 ) -> Vec<Verdict> {

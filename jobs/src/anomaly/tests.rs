@@ -1,5 +1,5 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
-use rtmas_scheduler::store::{MetricRow, TemplateRow};
+use rtmas_scheduler::store::{MetricRow, TemplateSeen};
 
 use super::{Condition, ScanParams, Span, judge};
 
@@ -256,8 +256,8 @@ fn an_earlier_burst_in_the_baseline_does_not_hide_the_next() {
     );
 }
 
-fn template(service: &str, first_seen: DateTime<Utc>, records: i64) -> TemplateRow {
-    TemplateRow {
+fn template(service: &str, first_seen: DateTime<Utc>, records: i64) -> TemplateSeen {
+    TemplateSeen {
         service: service.to_owned(),
         template: "unhandled NullReference in PricingEngine.compute (build <*>".to_owned(),
         example: "unhandled NullReference in PricingEngine.compute (build 4711)".to_owned(),

@@ -276,25 +276,20 @@ impl PartitionBatch {
         if line.record.level.is_error() {
             let record = &line.record;
             let template = template_of(&record.message);
-            let key = (service.clone(), template);
-            match self.templates.get_mut(&key) {
-                Some(seen) => {
-                    seen.first_seen = seen.first_seen.min(ts);
-                    seen.last_seen = seen.last_seen.max(ts);
-                    seen.records += 1;
-                }
-                None => {
-                    let seen = TemplateSeen {
-                        service: key.0.clone(),
-                        template: key.1.clone(),
-                        example: record.message.chars().take(1000).collect(),
-                        first_seen: ts,
-                        last_seen: ts,
-                        records: 1,
-                    };
-                    self.templates.insert(key, seen);
-                }
-            }
+            let seen = self
+                .templates
+                .entry((service.clone(), template))
+                .or_insert_with_key(|(service, template)| TemplateSeen {
+                    service: service.clone(),
+                    template: template.clone(),
+                    example: record.message.chars().take(1000).collect(),
+                    first_seen: ts,
+                    last_seen: ts,
+                    records: 0,
+                });
+            seen.first_seen = seen.first_seen.min(ts);
+            seen.last_seen = seen.last_seen.max(ts);
+            seen.records += 1;
         }
         if let Some(latency) = line.record.latency_ms
             && latency.is_finite()

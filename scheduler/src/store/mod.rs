@@ -65,7 +65,7 @@ pub use dags::{DagRow, DagSource, ImportErrorRow, SyncReport};
 pub use history::{HistoryRow, RunFilter, RunSummary, TaskInstanceFilter};
 pub use pipeline::{
     LEVELS, MetricRow, MinuteMetrics, NewBatch, OutputRow, QuarantinedMessage, QuarantinedRow,
-    StagedBatchRow, TemplateRow, TemplateSeen, new_sketch, output_name,
+    StagedBatchRow, TemplateSeen, new_sketch, output_name,
 };
 pub use pools::PoolRow;
 pub use runs::{NewRun, RunRow, RunType, TaskSpec};

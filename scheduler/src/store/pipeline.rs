@@ -211,8 +211,9 @@ pub struct NewBatch {
     pub templates: Vec<TemplateSeen>,
 }
 
-/// A message template seen in a batch.
-#[derive(Debug, Clone, PartialEq)]
+/// A message template: as a batch saw it (to record), or as stored (all
+/// batches together).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
 pub struct TemplateSeen {
     /// The service.
     pub service: String,
@@ -223,23 +224,6 @@ pub struct TemplateSeen {
     /// The earliest record time that had it.
     pub first_seen: DateTime<Utc>,
     /// The latest.
-    pub last_seen: DateTime<Utc>,
-    /// Records that had it.
-    pub records: i64,
-}
-
-/// A stored message template.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize)]
-pub struct TemplateRow {
-    /// The service.
-    pub service: String,
-    /// The message with its variable words masked.
-    pub template: String,
-    /// One message that had it.
-    pub example: String,
-    /// When it was first seen (record time).
-    pub first_seen: DateTime<Utc>,
-    /// When it was last seen.
     pub last_seen: DateTime<Utc>,
     /// Records that had it.
     pub records: i64,
@@ -521,7 +505,7 @@ impl super::Store {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<TemplateRow>> {
+    ) -> Result<Vec<TemplateSeen>> {
         let sql = "SELECT service, template, example, first_seen, last_seen, records \
                    FROM log_template WHERE first_seen >= $1 AND first_seen < $2 \
                    ORDER BY service, template";
